@@ -1,0 +1,55 @@
+# The two commands of the README: `make demo` and `make test`. Each one alone does all set-up on a
+# fresh Debian machine (apt packages, a project venv, an editable build of the C++ extension).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+APT_PKGS := g++ make pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev \
+            libturbojpeg0-dev ffmpeg
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Serialise concurrent rebuilds of the extension (several shells may call `make build`).
+LOCK := flock $(CURDIR)/.build.lock
+
+.PHONY: setup apt venv build test test-all bench demo clean
+
+setup: apt venv build
+
+apt:
+	@missing=""; for p in $(APT_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "apt: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+venv: $(VENV)/.deps-stamp
+
+$(VENV)/.deps-stamp: pyproject.toml
+	@[ -x $(PY) ] || python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	$(PIP) install -q -e ".[test,bench]" --no-build-isolation
+	@touch $@
+
+# Incremental rebuild of the C++ extension (editable install, cached CMake build dir).
+build: venv
+	@$(LOCK) $(PIP) install -q -e . --no-deps --no-build-isolation
+
+test: setup
+	$(PY) scripts/fetch_clips.py
+	$(PY) -m pytest -q
+
+test-all: setup
+	$(PY) scripts/fetch_clips.py
+	$(PY) -m pytest -q -m ""
+
+bench: setup
+	$(PY) scripts/fetch_clips.py
+	$(PY) -m pytest -q benchmarks -p no:cacheprovider --benchmark-only
+
+demo: setup
+	$(PY) -m cvrl_fast.cli demo
+
+clean:
+	rm -rf build $(VENV) .pytest_cache

@@ -1,0 +1,10 @@
+"""cvrl_fast: fast CVRL video self-supervised learning.
+
+Public names are re-exported from private modules; `import cvrl_fast` never imports TensorFlow.
+The trainer lives in `cvrl_fast.trainer` (imports TensorFlow on first use).
+"""
+from ._C import build_info
+
+__version__ = "0.1.0"
+
+__all__ = ["build_info"]
