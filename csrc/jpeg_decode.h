@@ -1,0 +1,18 @@
+// JPEG frame decode with libjpeg-turbo (the reference's TFRecords store one JPEG per video frame).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace cvrl {
+
+// Decodes each buffer to RGB24 HWC and returns them stacked, [N, H, W, 3]; *out_h and *out_w receive
+// the output frame size. out_size {h, w} resizes each frame (bilinear) if given. Throws
+// std::invalid_argument naming the frame index on a bad JPEG, and if the frames differ in size.
+std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
+                                        std::optional<std::pair<int, int>> out_size = std::nullopt);
+
+}  // namespace cvrl
