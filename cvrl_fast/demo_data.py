@@ -1,0 +1,123 @@
+"""The demo's embedded dataset: small generated videos whose class is defined by motion, not colour.
+
+Each video shows one textured object on a random background (gradient plus noise, with a few static
+distractor blobs). The object's colour, size, texture and the background are random for every video, so
+a single frame says nothing about the class; only how the object moves over time does:
+
+  0 ``horizontal``  the object oscillates left-right
+  1 ``vertical``    the object oscillates up-down
+  2 ``orbit``       the object circles around a centre
+  3 ``pulse``       the object stays put and grows and shrinks
+
+All four classes are invariant under a horizontal flip (CVRL's augmentation flips), so flipping never
+turns one class into another. Frames are rendered with NumPy and encoded to H.264 mp4 by the ``ffmpeg``
+CLI (a real encoder, real GOP structure, real decode path).
+
+    python -m cvrl_fast.demo_data OUT_DIR [--train 160] [--val 80] [--seed 0]
+
+writes ``OUT_DIR/{train,val}/*.mp4`` and ``OUT_DIR/{train,val}.csv`` (``path,label`` rows).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+import shutil
+import subprocess
+
+import numpy as np
+
+CLASSES = ("horizontal", "vertical", "orbit", "pulse")
+
+
+def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75) -> np.ndarray:
+    """Render one video of class `label` as uint8 [num_frames, size, size, 3]."""
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # Background: a random linear gradient between two random colours plus fixed noise texture.
+    c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    t = ((xx * np.cos(angle) + yy * np.sin(angle)) / (size * 1.5) + 0.5).clip(0, 1)[..., None]
+    background = c0 * (1 - t) + c1 * t + rng.normal(0, 12, (size, size, 1)).astype(np.float32)
+    for _ in range(rng.integers(1, 4)):  # static distractors: they carry no class information
+        cy, cx = rng.uniform(0, size, 2)
+        r = rng.uniform(3, 8)
+        mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        background[mask] = rng.uniform(0, 255, 3)
+    # The moving object: a disc or square with a stripe texture in a random colour.
+    colour = rng.uniform(0, 255, 3).astype(np.float32)
+    radius = rng.uniform(size * 0.09, size * 0.16)
+    square = rng.random() < 0.5
+    stripes = 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None]
+    period = rng.uniform(20, 40)  # frames per motion cycle
+    phase = rng.uniform(0, 2 * np.pi)
+    amplitude = rng.uniform(size * 0.18, size * 0.3)
+    centre = size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)
+    frames = np.empty((num_frames, size, size, 3), np.uint8)
+    for i in range(num_frames):
+        a = 2 * np.pi * i / period + phase
+        cy, cx, r = centre[0], centre[1], radius
+        if label == 0:
+            cx = cx + amplitude * np.sin(a)
+        elif label == 1:
+            cy = cy + amplitude * np.sin(a)
+        elif label == 2:
+            cx, cy = cx + amplitude * np.cos(a), cy + amplitude * np.sin(a)
+        else:
+            r = radius * (1.0 + 0.8 * np.sin(a))
+        if square:
+            mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
+        else:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
+        frame = background.copy()
+        frame[mask] = (colour * stripes)[mask]
+        frames[i] = frame.clip(0, 255).astype(np.uint8)
+    return frames
+
+
+def encode_mp4(frames: np.ndarray, path: pathlib.Path, fps: int = 25) -> None:
+    """Encode uint8 [N, H, W, 3] frames to H.264 mp4 with the ffmpeg CLI."""
+    n, h, w, _ = frames.shape
+    cmd = ["ffmpeg", "-v", "error", "-y", "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+           "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "fast", "-crf", "20",
+           "-pix_fmt", "yuv420p", str(path)]
+    subprocess.run(cmd, input=frames.tobytes(), check=True)
+
+
+def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: int = 80, seed: int = 0,
+                 size: int = 64, num_frames: int = 75) -> dict[str, pathlib.Path]:
+    """Write the demo dataset (balanced classes) and return {"train": csv_path, "val": csv_path}."""
+    if shutil.which("ffmpeg") is None:
+        raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
+    out = pathlib.Path(out_dir)
+    lists = {}
+    for split, count, split_seed in (("train", num_train, seed), ("val", num_val, seed + 1_000_003)):
+        rng = np.random.default_rng(split_seed)
+        (out / split).mkdir(parents=True, exist_ok=True)
+        rows = []
+        for i in range(count):
+            label = i % len(CLASSES)
+            path = out / split / f"{split}_{i:04d}_{CLASSES[label]}.mp4"
+            if not path.exists():
+                encode_mp4(render_video(rng, label, size=size, num_frames=num_frames), path)
+            else:
+                render_video(rng, label, size=size, num_frames=num_frames)  # keep the RNG stream aligned
+            rows.append((str(path), label))
+        lists[split] = out / f"{split}.csv"
+        with open(lists[split], "w", newline="") as f:
+            csv.writer(f).writerows([("path", "label"), *rows])
+    return lists
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Write the cvrl_fast demo dataset.")
+    parser.add_argument("out_dir")
+    parser.add_argument("--train", type=int, default=160)
+    parser.add_argument("--val", type=int, default=80)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    for split, path in make_dataset(args.out_dir, num_train=args.train, num_val=args.val, seed=args.seed).items():
+        print(f"{split}: {path}")
+
+
+if __name__ == "__main__":
+    main()
