@@ -1,0 +1,103 @@
+// CVRL two-clip temporal sampling (spec §1), crop-box sampling with
+// tf.image.sample_distorted_bounding_box semantics (spec §2.3), and the per-clip augmentation
+// parameter draw (spec §2.2). Parameters are sampled separately from pixels so they are cheap to
+// inspect and reusable by other backends; augment.h applies them.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "rng.h"
+
+namespace cvrl {
+
+// Every probability and range of the pipeline; defaults are the spec's (reference) values.
+struct AugmentSettings {
+  int num_frames = 16;          // T
+  int frame_stride = 2;         // s, in index-space frames
+  int crop_size = 224;          // S, output side
+  double target_fps = 25.0;     // fixed-rate index space; <= 0 means native decoded frames
+  double area_min = 0.3, area_max = 1.0;      // fraction of the frame area
+  double aspect_min = 0.5, aspect_max = 2.0;  // width / height, drawn uniformly in [min, max)
+  double min_object_covered = 0.1;
+  int max_attempts = 100;
+  double flip_prob = 0.5;
+  double jitter_prob = 0.8;
+  double brightness = 0.8;  // factor ~ U[max(1 - b, 0), 1 + b], multiplicative
+  double contrast = 0.8;    // factor ~ U[max(1 - c, 0), 1 + c]
+  double saturation = 0.8;  // factor ~ U[max(1 - s, 0), 1 + s]
+  double hue = 0.2;         // delta ~ U[-h, h]
+  double grayscale_prob = 0.2;
+  std::array<double, 2> blur_prob = {1.0, 0.1};      // view 1, view 2
+  double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
+  std::array<double, 2> solarize_prob = {0.0, 0.2};  // view 1, view 2
+  // Parity mode truncates the resized crop to uint8 like the reference (spec §2.3).
+  bool truncate_after_resize = true;
+
+  // Throws std::invalid_argument naming the field, its value and the valid range.
+  void validate() const;
+  // Blur taps from the output size, like the reference: radius = (S div 10) div 2.
+  int blur_radius() const { return (crop_size / 10) / 2; }
+};
+
+// A crop window in source pixels: columns [x, x + width), rows [y, y + height).
+struct Box {
+  int x = 0, y = 0, width = 0, height = 0;
+};
+
+enum JitterOp : int { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
+
+// One parameter draw for one clip; applied identically to every frame (spec §2.1).
+struct ViewParams {
+  Box crop;
+  bool flip = false;
+  bool jitter = false;
+  float brightness = 1.f, contrast = 1.f, saturation = 1.f, hue = 0.f;
+  std::array<int, 4> jitter_order = {0, 1, 2, 3};
+  bool grayscale = false;
+  bool blur = false;
+  float blur_sigma = 1.f;
+  bool solarize = false;
+};
+
+// The temporal part of a pair, in index-space frames (see fixed_rate_frame_map).
+struct ClipPlan {
+  int64_t num_frames = 0;    // L
+  int64_t offset_range = 0;  // M
+  int64_t interval = 0;      // Δ (meaningful only when L > (T-1)s)
+  int64_t start_a = 0, start_b = 0;
+  bool swapped = false;      // true: view 1 is clip b
+  std::array<std::vector<int64_t>, 2> indices;  // view 1, view 2; wrapped modulo L
+};
+
+struct PairParams {
+  ClipPlan clips;
+  std::array<ViewParams, 2> views;
+};
+
+// Δ = floor(M (1 - sqrt(1 - u))) in {0..M-1}: the closed-form inverse CDF of p(x) ∝ 1 - x/M.
+int64_t sample_interval(int64_t offset_range, CounterRng& rng);
+
+// Two clip starts, wrap-around indices and view-order shuffle (spec §1 steps 1-5).
+ClipPlan sample_clips(int64_t num_frames, int clip_frames, int frame_stride, CounterRng& rng);
+
+// sample_distorted_bounding_box with the whole frame as the only object (spec §2.3); returns
+// the full frame when every attempt fails.
+Box sample_crop_box(int height, int width, const AugmentSettings& s, CounterRng& rng);
+
+// Everything but the crop box, for view 0 (view 1) or 1 (view 2).
+ViewParams sample_view_params(int view, const AugmentSettings& s, CounterRng& rng);
+
+// Full draw for one sample: temporal plan from the Temporal stream, crop and colour parameters
+// from per-view streams. Pure function of its arguments.
+PairParams sample_pair_params(int64_t num_frames, int height, int width, const AugmentSettings& s,
+                              uint64_t seed, uint64_t epoch, uint64_t sample);
+
+// Maps the fixed-rate index space onto decoded frames by timestamp: element i is the decoded
+// frame shown at time pts[0] + i / target_fps (the last frame whose pts <= that time). The
+// length is the number of index-space frames, L. target_fps <= 0 gives the identity (native).
+std::vector<int64_t> fixed_rate_frame_map(const std::vector<double>& pts_seconds, double target_fps);
+
+}  // namespace cvrl
