@@ -8,6 +8,8 @@
 #include <pybind11/stl.h>
 
 #include "build_info.h"
+#include "augment.h"
+#include "sampling.h"
 
 namespace py = pybind11;
 
@@ -20,6 +22,154 @@ PYBIND11_MODULE(_C, m) {
   // ---- section: jpeg decode ----
 
   // ---- section: sampling and augmentation ----
+  {
+    using cvrl::AugmentSettings;
+    py::class_<AugmentSettings>(m, "AugmentSettings")
+        .def(py::init<>())
+        .def_readwrite("num_frames", &AugmentSettings::num_frames)
+        .def_readwrite("frame_stride", &AugmentSettings::frame_stride)
+        .def_readwrite("crop_size", &AugmentSettings::crop_size)
+        .def_readwrite("target_fps", &AugmentSettings::target_fps)
+        .def_readwrite("area_min", &AugmentSettings::area_min)
+        .def_readwrite("area_max", &AugmentSettings::area_max)
+        .def_readwrite("aspect_min", &AugmentSettings::aspect_min)
+        .def_readwrite("aspect_max", &AugmentSettings::aspect_max)
+        .def_readwrite("min_object_covered", &AugmentSettings::min_object_covered)
+        .def_readwrite("max_attempts", &AugmentSettings::max_attempts)
+        .def_readwrite("flip_prob", &AugmentSettings::flip_prob)
+        .def_readwrite("jitter_prob", &AugmentSettings::jitter_prob)
+        .def_readwrite("brightness", &AugmentSettings::brightness)
+        .def_readwrite("contrast", &AugmentSettings::contrast)
+        .def_readwrite("saturation", &AugmentSettings::saturation)
+        .def_readwrite("hue", &AugmentSettings::hue)
+        .def_readwrite("grayscale_prob", &AugmentSettings::grayscale_prob)
+        .def_readwrite("blur_prob", &AugmentSettings::blur_prob)
+        .def_readwrite("blur_sigma_min", &AugmentSettings::blur_sigma_min)
+        .def_readwrite("blur_sigma_max", &AugmentSettings::blur_sigma_max)
+        .def_readwrite("solarize_prob", &AugmentSettings::solarize_prob)
+        .def_readwrite("truncate_after_resize", &AugmentSettings::truncate_after_resize)
+        .def("validate", &AugmentSettings::validate);
+    py::class_<cvrl::Box>(m, "Box")
+        .def(py::init<>())
+        .def(py::init([](int x, int y, int w, int h) { return cvrl::Box{x, y, w, h}; }), py::arg("x"),
+             py::arg("y"), py::arg("width"), py::arg("height"))
+        .def_readwrite("x", &cvrl::Box::x)
+        .def_readwrite("y", &cvrl::Box::y)
+        .def_readwrite("width", &cvrl::Box::width)
+        .def_readwrite("height", &cvrl::Box::height)
+        .def("__repr__", [](const cvrl::Box& b) {
+          return "Box(x=" + std::to_string(b.x) + ", y=" + std::to_string(b.y) + ", width=" +
+                 std::to_string(b.width) + ", height=" + std::to_string(b.height) + ")";
+        });
+    py::class_<cvrl::ViewParams>(m, "ViewParams")
+        .def(py::init<>())
+        .def_readwrite("crop", &cvrl::ViewParams::crop)
+        .def_readwrite("flip", &cvrl::ViewParams::flip)
+        .def_readwrite("jitter", &cvrl::ViewParams::jitter)
+        .def_readwrite("brightness", &cvrl::ViewParams::brightness)
+        .def_readwrite("contrast", &cvrl::ViewParams::contrast)
+        .def_readwrite("saturation", &cvrl::ViewParams::saturation)
+        .def_readwrite("hue", &cvrl::ViewParams::hue)
+        .def_readwrite("jitter_order", &cvrl::ViewParams::jitter_order)
+        .def_readwrite("grayscale", &cvrl::ViewParams::grayscale)
+        .def_readwrite("blur", &cvrl::ViewParams::blur)
+        .def_readwrite("blur_sigma", &cvrl::ViewParams::blur_sigma)
+        .def_readwrite("solarize", &cvrl::ViewParams::solarize);
+    py::class_<cvrl::ClipPlan>(m, "ClipPlan")
+        .def_readonly("num_frames", &cvrl::ClipPlan::num_frames)
+        .def_readonly("offset_range", &cvrl::ClipPlan::offset_range)
+        .def_readonly("interval", &cvrl::ClipPlan::interval)
+        .def_readonly("start_a", &cvrl::ClipPlan::start_a)
+        .def_readonly("start_b", &cvrl::ClipPlan::start_b)
+        .def_readonly("swapped", &cvrl::ClipPlan::swapped)
+        .def_readonly("indices", &cvrl::ClipPlan::indices);
+    py::class_<cvrl::PairParams>(m, "PairParams")
+        .def_readonly("clips", &cvrl::PairParams::clips)
+        .def_readonly("views", &cvrl::PairParams::views);
+    m.def(
+        "sample_pair_params",
+        [](int64_t num_frames, int height, int width, const AugmentSettings& s, uint64_t seed, uint64_t epoch,
+           uint64_t sample) {
+          s.validate();
+          return cvrl::sample_pair_params(num_frames, height, width, s, seed, epoch, sample);
+        },
+        py::arg("num_frames"), py::arg("height"), py::arg("width"), py::arg("settings"), py::arg("seed"),
+        py::arg("epoch") = 0, py::arg("sample") = 0);
+    m.def(
+        "sample_intervals",
+        [](int64_t offset_range, uint64_t seed, int64_t count) {
+          py::array_t<int64_t> out(count);
+          int64_t* o = out.mutable_data();
+          {
+            py::gil_scoped_release release;
+            for (int64_t i = 0; i < count; ++i) {
+              cvrl::CounterRng rng(seed, 0, static_cast<uint64_t>(i), cvrl::kStreamTemporal);
+              o[i] = cvrl::sample_interval(offset_range, rng);
+            }
+          }
+          return out;
+        },
+        py::arg("offset_range"), py::arg("seed"), py::arg("count"));
+    m.def(
+        "sample_crop_boxes",
+        [](int height, int width, const AugmentSettings& s, uint64_t seed, int64_t count) {
+          s.validate();
+          py::array_t<int32_t> out({count, static_cast<int64_t>(4)});
+          int32_t* o = out.mutable_data();
+          {
+            py::gil_scoped_release release;
+            for (int64_t i = 0; i < count; ++i) {
+              cvrl::CounterRng rng(seed, 0, static_cast<uint64_t>(i), cvrl::kStreamCropView1);
+              const cvrl::Box b = cvrl::sample_crop_box(height, width, s, rng);
+              o[4 * i] = b.x;
+              o[4 * i + 1] = b.y;
+              o[4 * i + 2] = b.width;
+              o[4 * i + 3] = b.height;
+            }
+          }
+          return out;
+        },
+        py::arg("height"), py::arg("width"), py::arg("settings"), py::arg("seed"), py::arg("count"));
+    m.def("fixed_rate_frame_map", &cvrl::fixed_rate_frame_map, py::arg("pts_seconds"), py::arg("target_fps"));
+    m.def(
+        "augment_clip",
+        [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> frames, const cvrl::ViewParams& p,
+           const AugmentSettings& s, bool float_output) {
+          s.validate();
+          if (frames.ndim() != 4 || frames.shape(3) != 3)
+            throw std::invalid_argument("augment_clip: frames must be uint8 [T, H, W, 3]");
+          const auto& b = p.crop;
+          if (b.width < 1 || b.height < 1 || b.x < 0 || b.y < 0 || b.x + b.width > frames.shape(2) ||
+              b.y + b.height > frames.shape(1))
+            throw std::invalid_argument("augment_clip: crop box lies outside the " + std::to_string(frames.shape(2)) +
+                                        "x" + std::to_string(frames.shape(1)) + " frames");
+          cvrl::ClipWindow w;
+          w.num_frames = static_cast<int>(frames.shape(0));
+          w.height = b.height;
+          w.width = b.width;
+          w.row_stride_bytes = frames.shape(2) * 3;
+          w.frame_stride_bytes = frames.shape(1) * frames.shape(2) * 3;
+          w.data = frames.data() + b.y * w.row_stride_bytes + b.x * 3;
+          const std::vector<py::ssize_t> shape = {w.num_frames, s.crop_size, s.crop_size, 3};
+          if (float_output) {
+            py::array_t<float> out(shape);
+            float* o = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              cvrl::augment_clip(w, p, s, nullptr, o);
+            }
+            return py::object(out);
+          }
+          py::array_t<uint8_t> out(shape);
+          uint8_t* o = out.mutable_data();
+          {
+            py::gil_scoped_release release;
+            cvrl::augment_clip(w, p, s, o, nullptr);
+          }
+          return py::object(out);
+        },
+        py::arg("frames"), py::arg("params"), py::arg("settings"), py::arg("float_output") = false);
+  }
 
   // ---- section: pair loader ----
 }
