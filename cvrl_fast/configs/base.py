@@ -1,0 +1,60 @@
+"""Defaults shared by every pretraining config (the paper's recipe, spec §3-§5)."""
+from cvrl_fast.configs import Config
+
+
+def get_config() -> Config:
+    return Config({
+        "model": {
+            "depth": 50,                  # 18/34 (basic blocks) or 50/101/152 (bottleneck)
+            "width_multiplier": 1.0,      # the paper's wider variants: 2.0, 4.0
+            "bn_momentum": 0.9,
+            "bn_epsilon": 1e-5,
+            "head_hidden_dim": 2048,
+            "head_num_hidden_layers": 3,
+            "head_output_dim": 128,
+            "head_bn_momentum": 0.997,
+            "init_backbone": "",          # optional official backbone checkpoint to start from
+        },
+        "data": {
+            "source": "synthetic",        # "synthetic" or anything cvrl_fast.data.pretrain_dataset accepts
+            "sources": (),                # paths / globs passed to cvrl_fast.data.pretrain_dataset
+            "num_frames": 16,
+            "frame_stride": 2,
+            "image_size": 224,
+            "num_train_videos": 366_016,  # reference count, used for the step schedule (spec §5)
+            "seed": 0,
+            "prefetch": 2,
+        },
+        "train": {
+            "global_batch_size": 1024,    # videos; 2x clips go through the network
+            "epochs": 200.0,
+            "warmup_epochs": 5.0,
+            "total_steps": 0,             # 0: round(epochs * num_train_videos / global_batch_size)
+            "base_learning_rate": 0.32,   # at batch 1024, linearly scaled (spec §5)
+            "base_batch_size": 1024,
+            "lr_replica_factor": 1.0,     # reference-parity knob (spec §5)
+            "optimizer": "sgd",           # "sgd" (paper) or "lars"
+            "momentum": 0.9,
+            "lars_eta": 0.001,
+            "weight_decay": 1e-6,
+            "temperature": 0.1,
+            "stop_after_steps": 0,        # >0: stop (and checkpoint) after this many steps of this run
+        },
+        "runtime": {
+            "precision": "float32",       # float32 | mixed_bfloat16 | mixed_float16 (loss scaling)
+            "jit_compile": "auto",        # auto (on for GPU/TPU, off for CPU) | true | false
+            "strategy": "default",        # default | mirrored | multi_worker | tpu
+            "tpu": "",                    # TPU address for strategy=tpu
+            "deterministic": False,       # tf.config.experimental.enable_op_determinism()
+            "seed": 0,                    # model init seed
+        },
+        "checkpoint": {
+            "every_steps": 1000,
+            "max_to_keep": 3,
+        },
+        "log": {
+            "every_steps": 10,
+            "tensorboard": True,
+            "progress_bar": True,
+        },
+    })
