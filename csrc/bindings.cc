@@ -7,7 +7,13 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
+#include <optional>
+#include <tuple>
+
 #include "build_info.h"
+#include "jpeg_decode.h"
+#include "video_reader.h"
 #include "augment.h"
 #include "sampling.h"
 
@@ -18,8 +24,95 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &cvrl::build_info, "Versions of the native libraries the engine was built with.");
 
   // ---- section: video decode (VideoReader) ----
+  py::class_<cvrl::VideoReader>(m, "VideoReader")
+      .def(py::init([](const std::string& path, int num_threads) {
+             py::gil_scoped_release release;
+             return std::make_unique<cvrl::VideoReader>(path, num_threads);
+           }),
+           py::arg("path"), py::arg("num_threads") = 1)
+      .def_static(
+          "from_bytes",
+          [](py::bytes data, int num_threads) {
+            std::string copy = data;  // the reader owns its bytes
+            py::gil_scoped_release release;
+            return std::make_unique<cvrl::VideoReader>(cvrl::VideoReader::from_bytes(std::move(copy), num_threads));
+          },
+          py::arg("data"), py::arg("num_threads") = 1)
+      .def_property_readonly("num_frames", [](const cvrl::VideoReader& r) { return r.info().num_frames; })
+      .def_property_readonly("fps", [](const cvrl::VideoReader& r) { return r.info().fps; })
+      .def_property_readonly("duration_seconds", [](const cvrl::VideoReader& r) { return r.info().duration_seconds; })
+      .def_property_readonly("width", [](const cvrl::VideoReader& r) { return r.info().width; })
+      .def_property_readonly("height", [](const cvrl::VideoReader& r) { return r.info().height; })
+      .def_property_readonly("codec", [](const cvrl::VideoReader& r) { return r.info().codec; })
+      .def_property_readonly("rotation", [](const cvrl::VideoReader& r) { return r.info().rotation; })
+      .def_property_readonly("source_name", &cvrl::VideoReader::source_name)
+      .def_property_readonly("frame_pts_seconds",
+                             [](const cvrl::VideoReader& r) {
+                               const auto& v = r.frame_pts_seconds();
+                               return py::array_t<double>(static_cast<py::ssize_t>(v.size()), v.data());
+                             })
+      .def_property_readonly("stats",
+                             [](const cvrl::VideoReader& r) {
+                               const auto& s = r.stats();
+                               py::dict d;
+                               d["seeks"] = s.seeks;
+                               d["packets_sent"] = s.packets_sent;
+                               d["packets_skipped"] = s.packets_skipped;
+                               d["nonref_skip_sent"] = s.nonref_skip_sent;
+                               d["frames_decoded"] = s.frames_decoded;
+                               d["frames_converted"] = s.frames_converted;
+                               d["decode_errors"] = s.decode_errors;
+                               return d;
+                             })
+      .def(
+          "get_frames",
+          [](cvrl::VideoReader& r, std::vector<int64_t> indices, std::optional<std::tuple<int, int, int, int>> crop,
+             std::optional<std::pair<int, int>> size) {
+            std::optional<cvrl::CropBox> box;
+            if (crop) box = cvrl::CropBox{std::get<0>(*crop), std::get<1>(*crop), std::get<2>(*crop), std::get<3>(*crop)};
+            const int h = size ? size->first : (box ? box->height : r.info().height);
+            const int w = size ? size->second : (box ? box->width : r.info().width);
+            if (h <= 0 || w <= 0)
+              throw std::invalid_argument("output size must be positive, got (" + std::to_string(h) + ", " +
+                                          std::to_string(w) + ")");
+            py::array_t<uint8_t> out({static_cast<py::ssize_t>(indices.size()), static_cast<py::ssize_t>(h),
+                                      static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
+            uint8_t* dst = out.mutable_data();
+            {
+              py::gil_scoped_release release;
+              r.get_frames(indices, dst, box, size);
+            }
+            return out;
+          },
+          py::arg("indices"), py::arg("crop") = std::nullopt, py::arg("size") = std::nullopt,
+          "Frames by presentation index as uint8 [N, H, W, 3] RGB. crop=(x, y, width, height), size=(h, w).");
 
   // ---- section: jpeg decode ----
+  m.def(
+      "decode_jpeg_frames",
+      [](const std::vector<py::bytes>& frames, std::optional<std::pair<int, int>> size) {
+        // string_views into the bytes objects, which the list keeps alive while the GIL is released.
+        std::vector<std::string_view> views;
+        views.reserve(frames.size());
+        for (const auto& b : frames) {
+          char* data = nullptr;
+          py::ssize_t len = 0;
+          if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
+          views.emplace_back(data, static_cast<size_t>(len));
+        }
+        int h = 0, w = 0;
+        std::vector<uint8_t> pixels;
+        {
+          py::gil_scoped_release release;
+          pixels = cvrl::decode_jpeg_frames(views, &h, &w, size);
+        }
+        py::array_t<uint8_t> out({static_cast<py::ssize_t>(frames.size()), static_cast<py::ssize_t>(h),
+                                  static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
+        if (!pixels.empty()) std::memcpy(out.mutable_data(), pixels.data(), pixels.size());
+        return out;
+      },
+      py::arg("frames"), py::arg("size") = std::nullopt,
+      "Decode JPEG frames (a list of bytes) to uint8 [N, H, W, 3] RGB; size=(h, w) resizes (bilinear).");
 
   // ---- section: sampling and augmentation ----
   {
@@ -144,13 +237,13 @@ PYBIND11_MODULE(_C, m) {
             throw std::invalid_argument("augment_clip: crop box lies outside the " + std::to_string(frames.shape(2)) +
                                         "x" + std::to_string(frames.shape(1)) + " frames");
           cvrl::ClipWindow w;
-          w.num_frames = static_cast<int>(frames.shape(0));
           w.height = b.height;
           w.width = b.width;
           w.row_stride_bytes = frames.shape(2) * 3;
-          w.frame_stride_bytes = frames.shape(1) * frames.shape(2) * 3;
-          w.data = frames.data() + b.y * w.row_stride_bytes + b.x * 3;
-          const std::vector<py::ssize_t> shape = {w.num_frames, s.crop_size, s.crop_size, 3};
+          for (py::ssize_t t = 0; t < frames.shape(0); ++t)
+            w.frames.push_back(frames.data() + t * frames.shape(1) * w.row_stride_bytes + b.y * w.row_stride_bytes +
+                               b.x * 3);
+          const std::vector<py::ssize_t> shape = {frames.shape(0), s.crop_size, s.crop_size, 3};
           if (float_output) {
             py::array_t<float> out(shape);
             float* o = out.mutable_data();

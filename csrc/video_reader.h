@@ -69,7 +69,8 @@ class VideoReader {
   struct Stats {
     int64_t seeks = 0;             // av_seek_frame calls made by get_frames
     int64_t packets_sent = 0;      // packets handed to the decoder by get_frames
-    int64_t packets_skipped = 0;   // disposable packets dropped before reaching the decoder
+    int64_t packets_skipped = 0;   // packets flagged disposable by the container, never sent to the decoder
+    int64_t nonref_skip_sent = 0;  // packets sent with skip_frame = AVDISCARD_NONREF (frame not requested)
     int64_t frames_decoded = 0;    // frames received from the decoder by get_frames
     int64_t frames_converted = 0;  // frames colour-converted (= frames returned, before duplication)
     int64_t decode_errors = 0;     // packets the decoder rejected (corrupt data)

@@ -4,7 +4,8 @@ Public names are re-exported from private modules; `import cvrl_fast` never impo
 The trainer lives in `cvrl_fast.trainer` (imports TensorFlow on first use).
 """
 from ._C import build_info
+from ._video import VideoReader, decode_jpeg_frames
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info"]
+__all__ = ["build_info", "VideoReader", "decode_jpeg_frames"]

@@ -1,0 +1,138 @@
+// JPEG frame decode: libjpeg-turbo's TurboJPEG API straight to RGB24, optional bilinear resize with
+// swscale. Every handle is owned by RAII.
+#include "jpeg_decode.h"
+
+#include <turbojpeg.h>
+
+#include <cstring>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include "ffmpeg_raii.h"
+
+namespace cvrl {
+namespace {
+
+struct TjDeleter {
+  void operator()(void* h) const { tjDestroy(static_cast<tjhandle>(h)); }
+};
+using TjHandle = std::unique_ptr<void, TjDeleter>;
+
+std::string tj_error(tjhandle h) {
+  const char* msg = tjGetErrorStr2(h);
+  return msg ? std::string(msg) : std::string("unknown libjpeg-turbo error");
+}
+
+}  // namespace
+
+std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
+                                        std::optional<std::pair<int, int>> out_size) {
+  if (out_size && (out_size->first <= 0 || out_size->second <= 0))
+    throw std::invalid_argument("output size must be positive, got (" + std::to_string(out_size->first) + ", " +
+                                std::to_string(out_size->second) + ")");
+  TjHandle handle(tjInitDecompress());
+  if (!handle) throw std::runtime_error("libjpeg-turbo: cannot create a decompressor");
+  tjhandle h = handle.get();
+
+  int src_h = 0, src_w = 0;
+  int dst_h = 0, dst_w = 0;
+  std::vector<uint8_t> out;
+  std::vector<uint8_t> full;     // one decoded frame at source size (only when resizing)
+  std::vector<uint8_t> scratch;  // padded resize output
+  ff::Sws sws;
+
+  for (size_t i = 0; i < jpegs.size(); ++i) {
+    const std::string_view& buf = jpegs[i];
+    const auto* data = reinterpret_cast<const unsigned char*>(buf.data());
+    const auto size = static_cast<unsigned long>(buf.size());
+    int w = 0, h_px = 0, subsamp = 0, colorspace = 0;
+    if (buf.empty() || tjDecompressHeader3(h, data, size, &w, &h_px, &subsamp, &colorspace) != 0)
+      throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " +
+                                  (buf.empty() ? std::string("empty buffer") : tj_error(h)));
+    if (i == 0) {
+      src_w = w;
+      src_h = h_px;
+      dst_h = out_size ? out_size->first : src_h;
+      dst_w = out_size ? out_size->second : src_w;
+      out.resize(jpegs.size() * static_cast<size_t>(dst_h) * dst_w * 3);
+    } else if (w != src_w || h_px != src_h) {
+      throw std::invalid_argument("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" +
+                                  std::to_string(h_px) + " but frame 0 is " + std::to_string(src_w) + "x" +
+                                  std::to_string(src_h) + ": all frames must have the same size");
+    }
+    const bool resize = dst_w != src_w || dst_h != src_h;
+    uint8_t* target = out.data() + i * static_cast<size_t>(dst_h) * dst_w * 3;
+    if (!resize) {
+      if (tjDecompress2(h, data, size, target, src_w, src_w * 3, src_h, TJPF_RGB, 0) != 0 &&
+          tjGetErrorCode(h) != TJERR_WARNING)  // warnings (e.g. premature end of data) still give an image
+        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      continue;
+    }
+    // Resize: decode to the JPEG's own YCbCr planes and let swscale convert and scale in one bilinear
+    // pass (as the video path does), instead of scaling an already converted RGB image.
+    AVPixelFormat yuv_fmt = AV_PIX_FMT_NONE;
+    if (colorspace == TJCS_YCbCr || colorspace == TJCS_GRAY) {
+      switch (subsamp) {
+        case TJSAMP_444: yuv_fmt = AV_PIX_FMT_YUV444P; break;
+        case TJSAMP_422: yuv_fmt = AV_PIX_FMT_YUV422P; break;
+        case TJSAMP_420: yuv_fmt = AV_PIX_FMT_YUV420P; break;
+        case TJSAMP_440: yuv_fmt = AV_PIX_FMT_YUV440P; break;
+        case TJSAMP_411: yuv_fmt = AV_PIX_FMT_YUV411P; break;
+        case TJSAMP_GRAY: yuv_fmt = AV_PIX_FMT_GRAY8; break;
+        default: break;
+      }
+    }
+    const uint8_t* src[4] = {nullptr, nullptr, nullptr, nullptr};
+    int src_stride[4] = {0, 0, 0, 0};
+    AVPixelFormat src_fmt;
+    if (yuv_fmt != AV_PIX_FMT_NONE) {
+      const int planes = subsamp == TJSAMP_GRAY ? 1 : 3;
+      size_t offsets[3] = {0, 0, 0};
+      size_t total = 0;
+      for (int p = 0; p < planes; ++p) {
+        src_stride[p] = tjPlaneWidth(p, src_w, subsamp);
+        offsets[p] = total;
+        total += static_cast<size_t>(tjPlaneSizeYUV(p, src_w, src_stride[p], src_h, subsamp));
+      }
+      full.resize(total);
+      unsigned char* dst_planes[3] = {nullptr, nullptr, nullptr};
+      for (int p = 0; p < planes; ++p) dst_planes[p] = full.data() + offsets[p];
+      if (tjDecompressToYUVPlanes(h, data, size, dst_planes, src_w, src_stride, src_h, 0) != 0 &&
+          tjGetErrorCode(h) != TJERR_WARNING)
+        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      for (int p = 0; p < planes; ++p) src[p] = dst_planes[p];
+      src_fmt = yuv_fmt;
+    } else {
+      full.resize(static_cast<size_t>(src_h) * src_w * 3);
+      if (tjDecompress2(h, data, size, full.data(), src_w, src_w * 3, src_h, TJPF_RGB, 0) != 0 &&
+          tjGetErrorCode(h) != TJERR_WARNING)
+        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      src[0] = full.data();
+      src_stride[0] = src_w * 3;
+      src_fmt = AV_PIX_FMT_RGB24;
+    }
+    SwsContext* c = sws_getCachedContext(sws.release(), src_w, src_h, src_fmt, dst_w, dst_h, AV_PIX_FMT_RGB24,
+                                         SWS_BILINEAR, nullptr, nullptr, nullptr);
+    if (!c) throw std::runtime_error("swscale: cannot resize a JPEG frame");
+    sws.reset(c);
+    if (src_fmt != AV_PIX_FMT_RGB24) {  // JFIF: full-range BT.601
+      const int* table = sws_getCoefficients(SWS_CS_ITU601);
+      sws_setColorspaceDetails(c, table, 1, table, 1, 0, 1 << 16, 1 << 16);
+    }
+    // Padded destination rows: swscale may write a little past a row's end.
+    const int stride = FFALIGN(dst_w * 3, 64) + 64;
+    scratch.resize(static_cast<size_t>(stride) * (dst_h + 1));
+    uint8_t* dst[4] = {scratch.data(), nullptr, nullptr, nullptr};
+    int dst_stride[4] = {stride, 0, 0, 0};
+    sws_scale(c, src, src_stride, 0, src_h, dst, dst_stride);
+    for (int r = 0; r < dst_h; ++r)
+      std::memcpy(target + static_cast<size_t>(r) * dst_w * 3, scratch.data() + static_cast<size_t>(r) * stride,
+                  static_cast<size_t>(dst_w) * 3);
+  }
+  *out_h = dst_h;
+  *out_w = dst_w;
+  return out;
+}
+
+}  // namespace cvrl
