@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 APT_PKGS := g++ make pkg-config libavformat-dev libavcodec-dev libavutil-dev libswscale-dev \
-            libturbojpeg0-dev ffmpeg
+            libturbojpeg0-dev libjpeg62-turbo-dev ffmpeg
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Serialise concurrent rebuilds of the extension (several shells may call `make build`).
 LOCK := flock $(CURDIR)/.build.lock
