@@ -89,15 +89,15 @@ std::vector<float>& scratch(int which, size_t n) {
 
 void resize_bilinear_half_pixel(const ClipWindow& clip, int out_h, int out_w, bool truncate, bool flip,
                                 float* out) {
-  if (clip.height < 1 || clip.width < 1 || clip.num_frames < 1 || out_h < 1 || out_w < 1) {
+  if (clip.height < 1 || clip.width < 1 || clip.num_frames() < 1 || out_h < 1 || out_w < 1) {
     throw std::invalid_argument("resize: empty clip window " + std::to_string(clip.width) + "x" +
                                 std::to_string(clip.height) + " or output size");
   }
   const std::vector<Interp> xs = interpolation(out_w, clip.width);
   const std::vector<Interp> ys = interpolation(out_h, clip.height);
   const float inv255 = 1.f / 255.f;
-  for (int t = 0; t < clip.num_frames; ++t) {
-    const uint8_t* frame = clip.data + t * clip.frame_stride_bytes;
+  for (int t = 0; t < clip.num_frames(); ++t) {
+    const uint8_t* frame = clip.frames[t];
     float* out_frame = out + static_cast<int64_t>(t) * out_h * out_w * 3;
     for (int y = 0; y < out_h; ++y) {
       const uint8_t* top = frame + ys[y].lower * clip.row_stride_bytes;
@@ -229,7 +229,7 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
   if ((out_u8 == nullptr) == (out_f32 == nullptr))
     throw std::invalid_argument("augment_clip: exactly one output buffer must be given");
   const int S = s.crop_size;
-  const int T = clip.num_frames;
+  const int T = clip.num_frames();
   const int64_t n_pixels = static_cast<int64_t>(T) * S * S;
   float* x = out_f32 != nullptr ? out_f32 : scratch(0, static_cast<size_t>(n_pixels) * 3).data();
   resize_bilinear_half_pixel(clip, S, S, s.truncate_after_resize, p.flip, x);

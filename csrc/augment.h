@@ -3,18 +3,21 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "sampling.h"
 
 namespace cvrl {
 
-// T frames of a crop window, RGB24 interleaved. Frame t, row r starts at
-// data + t * frame_stride_bytes + r * row_stride_bytes; the window is width x height pixels.
-// (A window inside larger decoded frames needs no copy.)
+// T frames of a crop window, RGB24 interleaved: frame t, row r starts at
+// frames[t] + r * row_stride_bytes; the window is width x height pixels. Frames are separate
+// pointers so a clip can reference decoded frames shared with the other view (and repeated ones
+// after wrap-around) without copies.
 struct ClipWindow {
-  const uint8_t* data = nullptr;
-  int num_frames = 0, height = 0, width = 0;
-  int64_t row_stride_bytes = 0, frame_stride_bytes = 0;
+  std::vector<const uint8_t*> frames;
+  int height = 0, width = 0;
+  int64_t row_stride_bytes = 0;
+  int num_frames() const { return static_cast<int>(frames.size()); }
 };
 
 // Resize (bilinear, half-pixel centres, no antialias) -> [parity: truncate to uint8] -> flip ->

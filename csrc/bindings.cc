@@ -16,6 +16,9 @@
 #include "video_reader.h"
 #include "augment.h"
 #include "sampling.h"
+#include "jpeg_crop.h"
+#include "pair_loader.h"
+#include "tfrecord.h"
 
 namespace py = pybind11;
 
@@ -265,4 +268,157 @@ PYBIND11_MODULE(_C, m) {
   }
 
   // ---- section: pair loader ----
+  {
+    py::class_<cvrl::SourceRef>(m, "SourceRef")
+        .def(py::init<>())
+        .def_readwrite("path", &cvrl::SourceRef::path)
+        .def_readwrite("record_offset", &cvrl::SourceRef::record_offset)
+        .def_readwrite("record_length", &cvrl::SourceRef::record_length)
+        .def_readwrite("id", &cvrl::SourceRef::id)
+        .def_property(
+            "data", [](const cvrl::SourceRef& s) { return py::bytes(s.bytes); },
+            [](cvrl::SourceRef& s, const py::bytes& b) { s.bytes = std::string(b); })
+        .def("name", &cvrl::SourceRef::name);
+    m.def(
+        "index_tfrecord",
+        [](const std::string& path) {
+          std::vector<cvrl::RecordRef> refs;
+          {
+            py::gil_scoped_release release;
+            refs = cvrl::index_tfrecord(path);
+          }
+          std::vector<std::pair<int64_t, int64_t>> out;
+          for (const auto& r : refs) out.emplace_back(r.offset, r.length);
+          return out;
+        },
+        py::arg("path"));
+    m.def(
+        "tfrecord_masked_crc", [](const py::bytes& b) {
+          std::string s = b;
+          return cvrl::tfrecord_masked_crc(s.data(), s.size());
+        });
+    m.def(
+        "parse_video_record",
+        [](const py::bytes& payload) {
+          std::string data = payload;
+          cvrl::VideoRecord rec = cvrl::parse_video_record(data, "<bytes>");
+          py::list frames;
+          for (auto f : rec.frames) frames.append(py::bytes(f.data(), f.size()));
+          return py::make_tuple(frames, rec.labels, rec.fps);
+        },
+        py::arg("payload"));
+    m.def(
+        "jpeg_decode_window",
+        [](const py::bytes& jpeg, int x, int y, int width, int height) {
+          std::string data = jpeg;
+          if (width < 1 || height < 1) throw std::invalid_argument("jpeg_decode_window: empty window");
+          py::array_t<uint8_t> out(std::vector<py::ssize_t>{height, width, 3});
+          uint8_t* o = out.mutable_data();
+          {
+            py::gil_scoped_release release;
+            cvrl::jpeg_decode_window(data, cvrl::Box{x, y, width, height}, o, static_cast<int64_t>(width) * 3,
+                                     "<bytes>");
+          }
+          return out;
+        },
+        py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"));
+    m.def(
+        "make_pair",
+        [](const cvrl::SourceRef& source, const cvrl::AugmentSettings& s, uint64_t seed, uint64_t epoch,
+           uint64_t key, bool float_output) {
+          s.validate();
+          const std::vector<py::ssize_t> shape = {s.num_frames, s.crop_size, s.crop_size, 3};
+          py::array out1 = float_output ? py::array(py::array_t<float>(shape)) : py::array(py::array_t<uint8_t>(shape));
+          py::array out2 = float_output ? py::array(py::array_t<float>(shape)) : py::array(py::array_t<uint8_t>(shape));
+          cvrl::PairOutput o;
+          if (float_output) {
+            o.f32[0] = static_cast<float*>(out1.mutable_data());
+            o.f32[1] = static_cast<float*>(out2.mutable_data());
+          } else {
+            o.u8[0] = static_cast<uint8_t*>(out1.mutable_data());
+            o.u8[1] = static_cast<uint8_t*>(out2.mutable_data());
+          }
+          cvrl::PairParams params;
+          {
+            py::gil_scoped_release release;
+            cvrl::PairMaker maker(s);
+            params = maker.make(source, seed, epoch, key, o);
+          }
+          return py::make_tuple(out1, out2, params);
+        },
+        py::arg("source"), py::arg("settings"), py::arg("seed"), py::arg("epoch") = 0, py::arg("key") = 0,
+        py::arg("float_output") = false);
+
+    // Hands a batch buffer to NumPy without a copy: the array's base capsule owns a reference to it.
+    auto to_array = [](const std::shared_ptr<uint8_t>& buf, int rows, const cvrl::AugmentSettings& s, bool fp) {
+      auto* holder = new std::shared_ptr<uint8_t>(buf);
+      py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<uint8_t>*>(p); });
+      const std::vector<py::ssize_t> shape = {rows, s.num_frames, s.crop_size, s.crop_size, 3};
+      if (fp) return py::array(py::array_t<float>(shape, reinterpret_cast<float*>(buf.get()), owner));
+      return py::array(py::array_t<uint8_t>(shape, buf.get(), owner));
+    };
+    py::class_<cvrl::PairLoader>(m, "PairLoader")
+        .def(py::init([](std::vector<cvrl::SourceRef> sources, const cvrl::AugmentSettings& s, int batch_size,
+                         uint64_t seed, int num_threads, bool shuffle, int64_t epochs, int prefetch_batches,
+                         bool float_output, int64_t start_batch, bool drop_remainder, int max_retries,
+                         bool log_skips) {
+               cvrl::LoaderOptions o;
+               o.batch_size = batch_size;
+               o.seed = seed;
+               o.num_threads = num_threads;
+               o.shuffle = shuffle;
+               o.epochs = epochs;
+               o.prefetch_batches = prefetch_batches;
+               o.float_output = float_output;
+               o.start_batch = start_batch;
+               o.drop_remainder = drop_remainder;
+               o.max_retries = max_retries;
+               o.log_skips = log_skips;
+               return std::make_unique<cvrl::PairLoader>(std::move(sources), s, o);
+             }),
+             py::arg("sources"), py::arg("settings"), py::arg("batch_size"), py::arg("seed"), py::arg("num_threads"),
+             py::arg("shuffle"), py::arg("epochs"), py::arg("prefetch_batches"), py::arg("float_output"),
+             py::arg("start_batch"), py::arg("drop_remainder"), py::arg("max_retries"), py::arg("log_skips"))
+        .def(
+            "next",
+            [to_array](cvrl::PairLoader& self, const cvrl::AugmentSettings& s, bool fp) -> py::object {
+              // Wait in short slices so Ctrl-C (KeyboardInterrupt) is honoured while blocked.
+              while (true) {
+                std::pair<std::optional<cvrl::LoadedBatch>, bool> r;
+                {
+                  py::gil_scoped_release release;
+                  r = self.next(0.1);
+                }
+                if (r.second) {
+                  if (!r.first) return py::none();
+                  const cvrl::LoadedBatch& b = *r.first;
+                  return py::make_tuple(to_array(b.views[0], b.size, s, fp), to_array(b.views[1], b.size, s, fp),
+                                        py::array_t<int64_t>(b.index.size(), b.index.data()),
+                                        py::array_t<int64_t>(b.epoch.size(), b.epoch.data()), b.batch_index);
+                }
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+              }
+            },
+            py::arg("settings"), py::arg("float_output"))
+        .def("close", [](cvrl::PairLoader& self) {
+          py::gil_scoped_release release;
+          self.close();
+        })
+        .def("next_batch", &cvrl::PairLoader::next_batch)
+        .def("num_sources", &cvrl::PairLoader::num_sources)
+        .def("stats", [](const cvrl::PairLoader& self) {
+          const cvrl::LoaderStats st = self.stats();
+          py::dict d;
+          d["samples"] = st.samples;
+          d["batches"] = st.batches;
+          d["failed_attempts"] = st.failed_attempts;
+          d["wait_seconds"] = st.wait_seconds;
+          d["decode_seconds"] = st.decode_seconds;
+          d["augment_seconds"] = st.augment_seconds;
+          py::list skipped;
+          for (const auto& [name, reason] : st.skipped) skipped.append(py::make_tuple(name, reason));
+          d["skipped"] = skipped;
+          return d;
+        });
+  }
 }

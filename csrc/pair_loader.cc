@@ -1,0 +1,380 @@
+#include "pair_loader.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <stdexcept>
+
+#include "augment.h"
+#include "jpeg_crop.h"
+#include "rng.h"
+#include "tfrecord.h"
+#include "video_reader.h"
+
+namespace cvrl {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+Box union_box(const Box& a, const Box& b) {
+  const int x0 = std::min(a.x, b.x), y0 = std::min(a.y, b.y);
+  const int x1 = std::max(a.x + a.width, b.x + b.width), y1 = std::max(a.y + a.height, b.y + b.height);
+  return Box{x0, y0, x1 - x0, y1 - y0};
+}
+
+}  // namespace
+
+std::string SourceRef::name() const {
+  if (record_offset >= 0) return path + "[record@" + std::to_string(record_offset) + "]";
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PairMaker
+
+PairMaker::PairMaker(const AugmentSettings& settings) : settings_(settings) { settings_.validate(); }
+
+void PairMaker::augment_views(const PairParams& params, const std::vector<int64_t>& frame_of_index,
+                              const std::vector<int64_t>& unique_frames, const Box& window, const PairOutput& out) {
+  const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
+  const int64_t frame_bytes = row_bytes * window.height;
+  for (int v = 0; v < 2; ++v) {
+    const Box& box = params.views[v].crop;
+    ClipWindow clip;
+    clip.height = box.height;
+    clip.width = box.width;
+    clip.row_stride_bytes = row_bytes;
+    for (int64_t index : params.clips.indices[v]) {
+      const int64_t frame = frame_of_index[static_cast<size_t>(index)];
+      const auto pos = std::lower_bound(unique_frames.begin(), unique_frames.end(), frame) - unique_frames.begin();
+      clip.frames.push_back(frames_.data() + pos * frame_bytes + (box.y - window.y) * row_bytes +
+                            (box.x - window.x) * 3);
+    }
+    augment_clip(clip, params.views[v], settings_, out.u8[v], out.f32[v]);
+  }
+}
+
+PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoch, uint64_t sample_key,
+                           const PairOutput& out) {
+  const auto t0 = Clock::now();
+  PairParams params;
+  std::vector<int64_t> frame_of_index;  // index space -> stored frame
+  std::vector<int64_t> unique_frames;   // sorted stored frames both clips need
+  Box window;
+  auto plan = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width) {
+    if (fixed_rate && settings_.target_fps > 0.0) {
+      frame_of_index = fixed_rate_frame_map(pts, settings_.target_fps);
+    } else {
+      frame_of_index.resize(pts.size());
+      for (size_t i = 0; i < pts.size(); ++i) frame_of_index[i] = static_cast<int64_t>(i);
+    }
+    params = sample_pair_params(static_cast<int64_t>(frame_of_index.size()), height, width, settings_, seed, epoch,
+                                sample_key);
+    window = union_box(params.views[0].crop, params.views[1].crop);
+    for (int v = 0; v < 2; ++v)
+      for (int64_t index : params.clips.indices[v]) unique_frames.push_back(frame_of_index[static_cast<size_t>(index)]);
+    std::sort(unique_frames.begin(), unique_frames.end());
+    unique_frames.erase(std::unique(unique_frames.begin(), unique_frames.end()), unique_frames.end());
+    frames_.resize(unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
+  };
+
+  if (source.record_offset >= 0) {
+    // Reference TFRecord: one JPEG per stored frame; decode only the union window of needed frames.
+    const std::string payload = read_tfrecord(source.path, RecordRef{source.record_offset, source.record_length});
+    const VideoRecord record = parse_video_record(payload, source.name());
+    int height = 0, width = 0;
+    jpeg_frame_size(record.frames[0], "frame 0 of " + source.name(), &height, &width);
+    std::vector<double> pts(record.frames.size());
+    // Records written by our data prep carry their rate; reference records are taken as stored.
+    const bool timed = record.fps > 0.0;
+    for (size_t i = 0; i < pts.size(); ++i) pts[i] = timed ? static_cast<double>(i) / record.fps : static_cast<double>(i);
+    plan(pts, timed, height, width);
+    const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
+    const int64_t frame_bytes = row_bytes * window.height;
+    for (size_t k = 0; k < unique_frames.size(); ++k) {
+      const auto f = static_cast<size_t>(unique_frames[k]);
+      int fh = 0, fw = 0;
+      const std::string what = "frame " + std::to_string(f) + " of " + source.name();
+      jpeg_frame_size(record.frames[f], what, &fh, &fw);
+      if (fh != height || fw != width) {
+        throw std::invalid_argument("frame size " + std::to_string(fw) + "x" + std::to_string(fh) + " differs from frame 0 (" +
+                                    std::to_string(width) + "x" + std::to_string(height) + ") in " + what);
+      }
+      jpeg_decode_window(record.frames[f], window, frames_.data() + k * frame_bytes, row_bytes, what);
+    }
+  } else {
+    VideoReader reader = source.bytes.empty() ? VideoReader(source.path, 1) : VideoReader::from_bytes(source.bytes, 1);
+    const VideoInfo& info = reader.info();
+    plan(reader.frame_pts_seconds(), true, info.height, info.width);
+    // Only the union window of the two crop boxes is colour-converted, at native resolution.
+    reader.get_frames(unique_frames, frames_.data(), CropBox{window.x, window.y, window.width, window.height});
+  }
+  const auto t1 = Clock::now();
+  decode_seconds += std::chrono::duration<double>(t1 - t0).count();
+  augment_views(params, frame_of_index, unique_frames, window, out);
+  augment_seconds += seconds_since(t1);
+  return params;
+}
+
+// ---------------------------------------------------------------------------------------------
+// BufferPool: batch buffers are recycled once Python drops its last reference.
+
+class BufferPool : public std::enable_shared_from_this<BufferPool> {
+ public:
+  BufferPool(size_t bytes, size_t max_free) : bytes_((bytes + 63) / 64 * 64), max_free_(max_free) {}
+  ~BufferPool() {
+    for (void* p : free_) std::free(p);
+  }
+  std::shared_ptr<uint8_t> get() {
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!free_.empty()) {
+        p = free_.back();
+        free_.pop_back();
+      }
+    }
+    if (p == nullptr) {
+      p = std::aligned_alloc(64, bytes_);
+      if (p == nullptr) throw std::bad_alloc();
+    }
+    std::weak_ptr<BufferPool> weak = weak_from_this();
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [weak](uint8_t* q) {
+      if (auto pool = weak.lock()) pool->put(q);
+      else std::free(q);
+    });
+  }
+
+ private:
+  void put(void* p) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (free_.size() < max_free_) free_.push_back(p);
+    else std::free(p);
+  }
+  size_t bytes_, max_free_;
+  std::mutex mu_;
+  std::vector<void*> free_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// PairLoader
+
+PairLoader::PairLoader(std::vector<SourceRef> sources, const AugmentSettings& settings, const LoaderOptions& options)
+    : sources_(std::move(sources)), settings_(settings), options_(options) {
+  settings_.validate();
+  if (sources_.empty()) throw std::invalid_argument("PairLoader: no sources (empty list after sharding?)");
+  if (options_.batch_size < 1) {
+    throw std::invalid_argument("PairLoader: batch_size = " + std::to_string(options_.batch_size) + " must be >= 1");
+  }
+  if (options_.num_threads < 1 || options_.num_threads > 256) {
+    throw std::invalid_argument("PairLoader: num_threads = " + std::to_string(options_.num_threads) +
+                                " must be in [1, 256]");
+  }
+  if (options_.prefetch_batches < 1) {
+    throw std::invalid_argument("PairLoader: prefetch_batches = " + std::to_string(options_.prefetch_batches) +
+                                " must be >= 1");
+  }
+  if (options_.start_batch < 0) {
+    throw std::invalid_argument("PairLoader: start_batch = " + std::to_string(options_.start_batch) + " must be >= 0");
+  }
+  const int64_t n = num_sources();
+  const int64_t batch = options_.batch_size;
+  end_slot_ = options_.epochs < 0 ? INT64_MAX : options_.epochs * n;
+  if (options_.epochs >= 0 && options_.drop_remainder) end_slot_ = end_slot_ / batch * batch;
+  const int64_t start = options_.start_batch * batch;
+  next_slot_ = std::min(start, end_slot_);
+  consumer_batch_ = options_.start_batch;
+  const size_t elem = options_.float_output ? sizeof(float) : 1;
+  sample_bytes_ = static_cast<size_t>(settings_.num_frames) * settings_.crop_size * settings_.crop_size * 3 * elem;
+  pool_ = std::make_shared<BufferPool>(sample_bytes_ * static_cast<size_t>(batch),
+                                       2 * static_cast<size_t>(options_.prefetch_batches) + 4);
+  bad_.reset(new std::atomic<uint8_t>[static_cast<size_t>(n)]());
+  threads_.reserve(options_.num_threads);
+  for (int t = 0; t < options_.num_threads; ++t) threads_.emplace_back(&PairLoader::worker_main, this, t);
+}
+
+PairLoader::~PairLoader() { close(); }
+
+void PairLoader::close() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  work_cv_.notify_all();
+  ready_cv_.notify_all();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  in_flight_.clear();
+}
+
+const std::vector<int64_t>& PairLoader::permutation(int64_t epoch) {
+  auto it = perms_.find(epoch);
+  if (it != perms_.end()) return it->second;
+  while (!perms_.empty() && perms_.begin()->first < epoch - 1) perms_.erase(perms_.begin());
+  const int64_t n = num_sources();
+  std::vector<int64_t> perm(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
+  if (options_.shuffle) {  // Fisher-Yates keyed by (seed, epoch): independent of threads and batch size
+    CounterRng rng(options_.seed, static_cast<uint64_t>(epoch), 0, kStreamEpochShuffle);
+    for (int64_t i = n - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[rng.uniform_int(i + 1)]);
+  }
+  return perms_.emplace(epoch, std::move(perm)).first->second;
+}
+
+PairLoader::InFlight& PairLoader::batch_for(int64_t b) {
+  auto it = in_flight_.find(b);
+  if (it != in_flight_.end()) return *it->second;
+  auto f = std::make_unique<InFlight>();
+  const int64_t batch = options_.batch_size;
+  f->batch.batch_index = b;
+  f->batch.size = static_cast<int>(std::min<int64_t>(batch, end_slot_ - b * batch));
+  f->remaining = f->batch.size;
+  f->batch.views[0] = pool_->get();
+  f->batch.views[1] = pool_->get();
+  f->batch.index.assign(f->batch.size, -1);
+  f->batch.epoch.assign(f->batch.size, -1);
+  return *in_flight_.emplace(b, std::move(f)).first->second;
+}
+
+void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int row) {
+  const int64_t n = num_sources();
+  const int64_t epoch = slot / n;
+  int64_t pos;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pos = permutation(epoch)[static_cast<size_t>(slot % n)];
+  }
+  PairOutput out;
+  for (int v = 0; v < 2; ++v) {
+    uint8_t* base = target.batch.views[v].get() + sample_bytes_ * static_cast<size_t>(row);
+    if (options_.float_output) out.f32[v] = reinterpret_cast<float*>(base);
+    else out.u8[v] = base;
+  }
+  // A bad source is replaced by a draw keyed by (seed, epoch, slot, attempt), so the replacement is
+  // the same whatever the thread count or timing.
+  CounterRng replacement(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) {
+      if (attempt > options_.max_retries) {
+        throw std::runtime_error("PairLoader: " + std::to_string(options_.max_retries) +
+                                 " replacement sources in a row failed to decode (" + std::to_string(bad_count_.load()) +
+                                 " of " + std::to_string(n) + " sources are bad)");
+      }
+      pos = static_cast<int64_t>(replacement.uniform_int(static_cast<uint64_t>(n)));
+    }
+    const SourceRef& src = sources_[static_cast<size_t>(pos)];
+    if (bad_[pos].load(std::memory_order_relaxed)) continue;  // known bad: would fail again
+    const uint64_t key = attempt == 0 ? static_cast<uint64_t>(src.id)
+                                      : detail::splitmix64(static_cast<uint64_t>(src.id) ^
+                                                           detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
+    try {
+      maker.make(src, options_.seed, static_cast<uint64_t>(epoch), key, out);
+      target.batch.index[row] = src.id;
+      target.batch.epoch[row] = epoch;
+      return;
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      const bool first = bad_[pos].exchange(1) == 0;
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.failed_attempts;
+      if (first) {
+        const int64_t count = ++bad_count_;
+        stats_.skipped.emplace_back(src.name(), e.what());
+        if (options_.log_skips) std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
+        if (count == n) {
+          throw std::runtime_error("PairLoader: every one of the " + std::to_string(n) +
+                                   " sources failed to decode; first error: " + stats_.skipped.front().first + ": " +
+                                   stats_.skipped.front().second);
+        }
+      }
+    }
+  }
+}
+
+void PairLoader::worker_main(int thread_index) {
+  PairMaker maker(settings_);
+  const int64_t batch = options_.batch_size;
+  while (true) {
+    int64_t slot;
+    InFlight* target;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      work_cv_.wait(lock, [&] {
+        return stop_ || error_ || (next_slot_ < end_slot_ && next_slot_ / batch < consumer_batch_ + options_.prefetch_batches);
+      });
+      if (stop_ || error_) return;
+      slot = next_slot_++;
+      try {
+        target = &batch_for(slot / batch);
+      } catch (...) {
+        error_ = std::current_exception();
+        ready_cv_.notify_all();
+        return;
+      }
+    }
+    try {
+      produce(maker, slot, *target, static_cast<int>(slot % batch));
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!error_) error_ = std::current_exception();
+      work_cv_.notify_all();
+      ready_cv_.notify_all();
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++stats_.samples;
+      stats_.decode_seconds += maker.decode_seconds;
+      stats_.augment_seconds += maker.augment_seconds;
+      maker.decode_seconds = maker.augment_seconds = 0;
+      if (--target->remaining == 0) ready_cv_.notify_all();
+    }
+  }
+  (void)thread_index;
+}
+
+std::pair<std::optional<LoadedBatch>, bool> PairLoader::next(double timeout_seconds) {
+  const auto t0 = Clock::now();
+  std::unique_lock<std::mutex> lock(mu_);
+  const int64_t batch = options_.batch_size;
+  auto ready = [&] {
+    if (error_ || stop_ || consumer_batch_ * batch >= end_slot_) return true;
+    auto it = in_flight_.find(consumer_batch_);
+    return it != in_flight_.end() && it->second->remaining == 0;
+  };
+  const bool done = ready_cv_.wait_for(lock, std::chrono::duration<double>(timeout_seconds), ready);
+  stats_.wait_seconds += seconds_since(t0);
+  if (!done) return {std::nullopt, false};
+  if (error_) std::rethrow_exception(error_);
+  if (stop_) throw std::runtime_error("PairLoader: next() called after close()");
+  if (consumer_batch_ * batch >= end_slot_) return {std::nullopt, true};
+  auto it = in_flight_.find(consumer_batch_);
+  LoadedBatch out = std::move(it->second->batch);
+  in_flight_.erase(it);
+  ++consumer_batch_;
+  ++stats_.batches;
+  lock.unlock();
+  work_cv_.notify_all();
+  return {std::move(out), true};
+}
+
+LoaderStats PairLoader::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stats_;
+}
+
+int64_t PairLoader::next_batch() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return consumer_batch_;
+}
+
+}  // namespace cvrl

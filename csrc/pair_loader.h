@@ -1,0 +1,130 @@
+// CVRL training pairs from videos or reference TFRecords: PairMaker turns one source into two
+// augmented clips (decode once, crop window only); PairLoader runs PairMakers on a thread pool and
+// assembles whole batches in preallocated buffers, in a deterministic order.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "sampling.h"
+
+namespace cvrl {
+
+// One video: a container file, an in-memory file, or one record of a TFRecord file.
+struct SourceRef {
+  std::string path;
+  int64_t record_offset = -1;  // >= 0: TFRecord payload at this byte offset of `path`
+  int64_t record_length = 0;
+  std::string bytes;           // non-empty: the whole video file in memory (path is only a name)
+  int64_t id = 0;              // global id: keys the random draws and is reported as "index"
+  std::string name() const;    // for messages: the path, or path[record@offset]
+};
+
+// Where one sample's two views go: [T, S, S, 3] each, uint8 or float32 (exactly one kind set).
+struct PairOutput {
+  uint8_t* u8[2] = {nullptr, nullptr};
+  float* f32[2] = {nullptr, nullptr};
+};
+
+// Decode + augment for one thread (not thread-safe; holds reusable buffers).
+class PairMaker {
+ public:
+  explicit PairMaker(const AugmentSettings& settings);
+  // Throws std::invalid_argument / std::runtime_error / std::out_of_range for a bad source.
+  PairParams make(const SourceRef& source, uint64_t seed, uint64_t epoch, uint64_t sample_key, const PairOutput& out);
+  double decode_seconds = 0.0, augment_seconds = 0.0;
+
+ private:
+  void augment_views(const PairParams& params, const std::vector<int64_t>& frame_of_index,
+                     const std::vector<int64_t>& unique_frames, const Box& window, const PairOutput& out);
+  AugmentSettings settings_;
+  std::vector<uint8_t> frames_;  // decoded union window of both clips' frames
+};
+
+struct LoaderOptions {
+  int batch_size = 8;
+  uint64_t seed = 0;
+  int num_threads = 2;
+  bool shuffle = true;
+  int64_t epochs = -1;        // < 0: endless
+  int prefetch_batches = 2;   // batches assembled ahead of the consumer
+  bool float_output = false;
+  int64_t start_batch = 0;    // resume point (batches already consumed)
+  bool drop_remainder = true;
+  int max_retries = 32;       // replacement draws per sample slot before giving up
+  bool log_skips = true;
+};
+
+struct LoaderStats {
+  int64_t samples = 0, batches = 0, failed_attempts = 0;
+  double wait_seconds = 0, decode_seconds = 0, augment_seconds = 0;
+  std::vector<std::pair<std::string, std::string>> skipped;  // (source, reason), once per source
+};
+
+class BufferPool;
+
+struct LoadedBatch {
+  int64_t batch_index = 0;
+  int size = 0;
+  std::shared_ptr<uint8_t> views[2];  // [size, T, S, S, 3] bytes (uint8 or float32)
+  std::vector<int64_t> index;         // source id per row
+  std::vector<int64_t> epoch;         // epoch per row
+};
+
+class PairLoader {
+ public:
+  PairLoader(std::vector<SourceRef> sources, const AugmentSettings& settings, const LoaderOptions& options);
+  ~PairLoader();
+  PairLoader(const PairLoader&) = delete;
+  PairLoader& operator=(const PairLoader&) = delete;
+
+  // Waits up to timeout_seconds for the next batch. Returns {batch, true}; {nullopt, true} at the end
+  // of the data; {nullopt, false} on timeout. Rethrows a fatal worker error (e.g. every source failed).
+  std::pair<std::optional<LoadedBatch>, bool> next(double timeout_seconds);
+  void close();  // stops and joins the workers; idempotent
+  LoaderStats stats() const;
+  int64_t next_batch() const;  // batches consumed so far + start_batch: the resume point
+  int64_t num_sources() const { return static_cast<int64_t>(sources_.size()); }
+  size_t sample_bytes() const { return sample_bytes_; }
+
+ private:
+  struct InFlight {
+    LoadedBatch batch;
+    int remaining = 0;
+  };
+  void worker_main(int thread_index);
+  const std::vector<int64_t>& permutation(int64_t epoch);  // caller holds mu_
+  InFlight& batch_for(int64_t b);                           // caller holds mu_
+  void produce(PairMaker& maker, int64_t slot, InFlight& target, int row);
+
+  std::vector<SourceRef> sources_;
+  AugmentSettings settings_;
+  LoaderOptions options_;
+  size_t sample_bytes_ = 0;
+  std::shared_ptr<BufferPool> pool_;
+
+  mutable std::mutex mu_;
+  std::condition_variable work_cv_, ready_cv_;
+  bool stop_ = false;
+  int64_t next_slot_ = 0, end_slot_ = 0, consumer_batch_ = 0;
+  std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
+  std::map<int64_t, std::vector<int64_t>> perms_;
+  std::exception_ptr error_;
+  LoaderStats stats_;
+  std::unique_ptr<std::atomic<uint8_t>[]> bad_;
+  std::atomic<int64_t> bad_count_{0};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace cvrl

@@ -1,0 +1,254 @@
+"""`sample_pair` and `PairLoader`: CVRL training pairs from videos or reference TFRecords.
+
+All decoding and augmentation runs in C++ threads (no GIL); Python only receives finished batches,
+as NumPy arrays that view the loader's batch buffers (no copy).
+"""
+from __future__ import annotations
+
+import atexit
+import csv
+import glob
+import os
+import weakref
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _C
+from ._augment import AugmentConfig, _resolve, view_params_to_dict
+
+VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
+TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfrec")
+
+PathLike = Union[str, os.PathLike]
+
+
+def _is_tfrecord(path: str) -> bool:
+    base = os.path.basename(path).lower()
+    return base.endswith(TFRECORD_EXTENSIONS) or ".tfrecord-" in base or ".tfrecords-" in base
+
+
+def _expand(source: PathLike) -> List[Tuple[str, Optional[List[int]]]]:
+    """One source spec -> [(path, labels or None)]: a file, a directory, a glob or a CSV/TXT list."""
+    s = os.fspath(source)
+    if any(c in s for c in "*?["):
+        paths = sorted(glob.glob(s, recursive=True))
+        if not paths:
+            raise FileNotFoundError(f"no files match the pattern {s!r}")
+        return [(p, None) for p in paths if os.path.isfile(p)]
+    if os.path.isdir(s):
+        found = []
+        for root, _, files in os.walk(s):
+            for f in files:
+                if f.lower().endswith(VIDEO_EXTENSIONS) or _is_tfrecord(f):
+                    found.append(os.path.join(root, f))
+        if not found:
+            raise FileNotFoundError(f"directory {s!r} holds no video or TFRecord files")
+        return [(p, None) for p in sorted(found)]
+    if s.lower().endswith((".csv", ".txt")) and os.path.isfile(s):
+        base = os.path.dirname(os.path.abspath(s))
+        out = []
+        with open(s, newline="") as f:
+            for row in csv.reader(f, skipinitialspace=True):
+                if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
+                    continue
+                path = row[0].strip()
+                if path.lower() in ("path", "video", "filename") and len(out) == 0:
+                    continue  # header row
+                labels = [int(x) for x in row[1:] if x.strip()] or None
+                out.append((path if os.path.isabs(path) else os.path.join(base, path), labels))
+        if not out:
+            raise ValueError(f"source list {s!r} names no videos")
+        return out
+    if not os.path.exists(s):
+        raise FileNotFoundError(f"source {s!r} does not exist")
+    return [(s, None)]
+
+
+def resolve_sources(sources) -> Tuple[List["_C.SourceRef"], List[Optional[List[int]]]]:
+    """Sources (a path, directory, glob, CSV/TXT list, TFRecord files, or a list of these) -> one
+    SourceRef per video with global ids in a deterministic order, and the labels known from lists."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    refs, labels = [], []
+    for spec in sources:
+        for path, lab in _expand(spec):
+            if _is_tfrecord(path):
+                for offset, length in _C.index_tfrecord(path):
+                    r = _C.SourceRef()
+                    r.path, r.record_offset, r.record_length = path, offset, length
+                    refs.append(r)
+                    labels.append(lab)
+            else:
+                r = _C.SourceRef()
+                r.path = path
+                refs.append(r)
+                labels.append(lab)
+    if not refs:
+        raise ValueError("no video sources found")
+    for i, r in enumerate(refs):
+        r.id = i
+    return refs, labels
+
+
+def _single_source(source) -> "_C.SourceRef":
+    r = _C.SourceRef()
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        r.path = "<bytes>"
+        r.data = bytes(source)
+    elif isinstance(source, tuple) and len(source) == 2:  # (tfrecord path, record number)
+        path, record = os.fspath(source[0]), int(source[1])
+        refs = _C.index_tfrecord(path)
+        if not 0 <= record < len(refs):
+            raise IndexError(f"record {record} out of range [0, {len(refs)}) in {path}")
+        r.path = path
+        r.record_offset, r.record_length = refs[record]
+    else:
+        path = os.fspath(source)
+        if _is_tfrecord(path):
+            return _single_source((path, 0))
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"source {path!r} does not exist")
+        r.path = path
+    return r
+
+
+def _check_dtype(output_dtype) -> bool:
+    dt = np.dtype(output_dtype)
+    if dt == np.uint8:
+        return False
+    if dt == np.float32:
+        return True
+    raise ValueError(f"output_dtype must be uint8 (round(255 x)) or float32 (x in [0, 1]), got {dt}")
+
+
+def sample_pair(source, seed: int, config: Optional[AugmentConfig] = None, *, epoch: int = 0, index: int = 0,
+                output_dtype=np.uint8, return_params: bool = False):
+    """Two augmented views of one video: (view1, view2), each [T, S, S, 3].
+
+    source: a video path, the bytes of a video file, a TFRecord path (its first record) or
+    (tfrecord_path, record_number). The draw is a pure function of (seed, epoch, index); the loader
+    uses the video's id as `index`. With return_params, also returns the parameters used.
+    """
+    cfg = _resolve(config)
+    fp = _check_dtype(output_dtype)
+    ref = _single_source(source)
+    v1, v2, params = _C.make_pair(ref, cfg._native(), int(seed), int(epoch), int(index), fp)
+    if not return_params:
+        return v1, v2
+    c = params.clips
+    info = {"num_frames": c.num_frames, "offset_range": c.offset_range, "interval": c.interval,
+            "start_a": c.start_a, "start_b": c.start_b, "swapped": c.swapped}
+    for v in range(2):
+        d = view_params_to_dict(params.views[v])
+        d["indices"] = list(c.indices[v])
+        info[f"view{v + 1}"] = d
+    return v1, v2, info
+
+
+_LIVE_LOADERS: "weakref.WeakSet[PairLoader]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_loaders():  # stop C++ threads before interpreter teardown
+    for loader in list(_LIVE_LOADERS):
+        loader.close()
+
+
+class PairLoader:
+    """Batches of CVRL pairs from a C++ thread pool.
+
+    Iterating yields {"view1": [B, T, S, S, 3], "view2": ..., "index": int64 [B]} (index = source id
+    in the unsharded, resolved source order). Batch k holds sample slots k*B .. k*B+B-1 of the
+    endless (or `epochs`-long) sequence of per-epoch shuffled sources; every pixel is a pure function
+    of (seed, epoch, source id), whatever the thread count or batch size. A source that fails to decode
+    is skipped (logged once, counted in `.stats`) and replaced by a deterministic random draw.
+    """
+
+    def __init__(self, sources, *, batch_size: int, seed: int, num_threads: Optional[int] = None,
+                 shard_index: int = 0, num_shards: int = 1, shuffle: bool = True, epochs: Optional[int] = None,
+                 config: Optional[AugmentConfig] = None, output_dtype=np.uint8, prefetch_batches: int = 2,
+                 drop_remainder: bool = True, state: Optional[dict] = None, max_retries: int = 32,
+                 log_skips: bool = True):
+        self._native_loader = None
+        self.config = _resolve(config)
+        self._fp = _check_dtype(output_dtype)
+        if not (isinstance(num_shards, int) and num_shards >= 1):
+            raise ValueError(f"num_shards = {num_shards!r} must be an integer >= 1")
+        if not (isinstance(shard_index, int) and 0 <= shard_index < num_shards):
+            raise ValueError(f"shard_index = {shard_index!r} must be in [0, {num_shards})")
+        if epochs is not None and (not isinstance(epochs, int) or epochs < 1):
+            raise ValueError(f"epochs = {epochs!r} must be None (endless) or an integer >= 1")
+        if num_threads is None:
+            num_threads = max(1, len(os.sched_getaffinity(0)))
+        refs, labels = resolve_sources(sources)
+        self._num_total_sources = len(refs)
+        refs = refs[shard_index::num_shards]  # disjoint shards
+        if not refs:
+            raise ValueError(f"shard {shard_index} of {num_shards} is empty ({self._num_total_sources} sources)")
+        self._labels = labels
+        self.source_names = {r.id: r.name() for r in refs}
+        self._identity = {"seed": int(seed), "batch_size": int(batch_size), "num_sources": self._num_total_sources,
+                          "shard_index": shard_index, "num_shards": num_shards, "shuffle": bool(shuffle)}
+        start_batch = 0
+        if state is not None:
+            for key, value in self._identity.items():
+                if state.get(key) != value:
+                    raise ValueError(f"loader state does not match this loader: {key} = {state.get(key)!r} in the "
+                                     f"state, {value!r} here")
+            start_batch = int(state["next_batch"])
+        self._settings = self.config._native()
+        self._native_loader = _C.PairLoader(
+            refs, self._settings, int(batch_size), int(seed), int(num_threads), bool(shuffle),
+            -1 if epochs is None else int(epochs), int(prefetch_batches), self._fp, start_batch,
+            bool(drop_remainder), int(max_retries), bool(log_skips))
+        _LIVE_LOADERS.add(self)
+
+    def __iter__(self) -> Iterator[dict]:
+        return self
+
+    def __next__(self) -> dict:
+        if self._native_loader is None:
+            raise StopIteration
+        out = self._native_loader.next(self._settings, self._fp)
+        if out is None:
+            raise StopIteration
+        view1, view2, index, _epoch, _batch = out
+        return {"view1": view1, "view2": view2, "index": index}
+
+    def labels(self, index: Sequence[int]) -> List[Optional[List[int]]]:
+        """Labels from a CSV/TXT source list for the given source ids (None where unknown)."""
+        return [self._labels[int(i)] for i in index]
+
+    @property
+    def stats(self) -> dict:
+        """samples, batches, skipped [(source, reason)], failed_attempts, and seconds spent waiting
+        (consumer), decoding and augmenting (summed over threads)."""
+        if self._native_loader is None:
+            return {}
+        return self._native_loader.stats()
+
+    def state(self) -> dict:
+        """The resume point: pass as `state=` to a new loader to continue exactly after the last batch
+        that was returned."""
+        if self._native_loader is None:
+            raise RuntimeError("PairLoader is closed")
+        return dict(self._identity, next_batch=self._native_loader.next_batch())
+
+    def close(self) -> None:
+        """Stops and joins the worker threads; idempotent."""
+        loader, self._native_loader = self._native_loader, None
+        if loader is not None:
+            loader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
