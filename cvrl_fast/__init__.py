@@ -5,7 +5,9 @@ The trainer lives in `cvrl_fast.trainer` (imports TensorFlow on first use).
 """
 from ._C import build_info
 from ._video import VideoReader, decode_jpeg_frames
+from ._augment import AugmentConfig
+from ._loader import PairLoader, sample_pair
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "VideoReader", "decode_jpeg_frames"]
+__all__ = ["build_info", "VideoReader", "decode_jpeg_frames", "AugmentConfig", "PairLoader", "sample_pair"]
