@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <cstring>
 #include <optional>
 #include <tuple>
@@ -75,11 +76,9 @@ PYBIND11_MODULE(_C, m) {
             if (crop) box = cvrl::CropBox{std::get<0>(*crop), std::get<1>(*crop), std::get<2>(*crop), std::get<3>(*crop)};
             const int h = size ? size->first : (box ? box->height : r.info().height);
             const int w = size ? size->second : (box ? box->width : r.info().width);
-            if (h <= 0 || w <= 0)
-              throw std::invalid_argument("output size must be positive, got (" + std::to_string(h) + ", " +
-                                          std::to_string(w) + ")");
-            py::array_t<uint8_t> out({static_cast<py::ssize_t>(indices.size()), static_cast<py::ssize_t>(h),
-                                      static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
+            // Bad sizes allocate an empty array; get_frames validates and throws before writing.
+            py::array_t<uint8_t> out({static_cast<py::ssize_t>(indices.size()), static_cast<py::ssize_t>(std::max(h, 0)),
+                                      static_cast<py::ssize_t>(std::max(w, 0)), static_cast<py::ssize_t>(3)});
             uint8_t* dst = out.mutable_data();
             {
               py::gil_scoped_release release;

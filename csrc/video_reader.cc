@@ -203,10 +203,11 @@ struct VideoReader::Impl {
       throw std::invalid_argument("video stream of " + where() + " has no frame size (" + info.codec + ")");
     const uint8_t* matrix = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, nullptr);
     if (matrix) {
-      // av_display_rotation_get is counter-clockwise; report the clockwise angle (the `rotate` tag).
+      // Counter-clockwise degrees to turn the coded frame for display (what ffprobe prints as
+      // `rotation`; the ffmpeg CLI's autorotate applies it).
       const double ccw = av_display_rotation_get(reinterpret_cast<const int32_t*>(matrix));
       if (ccw == ccw) {  // not NaN
-        int deg = static_cast<int>(std::lround(-ccw)) % 360;
+        int deg = static_cast<int>(std::lround(ccw)) % 360;
         if (deg < 0) deg += 360;
         info.rotation = ((deg + 45) / 90 % 4) * 90;
       }
@@ -612,7 +613,9 @@ struct VideoReader::Impl {
     // unscaled planar-YUV fast path converts each pixel from its own luma and its chroma pair only, so
     // a chroma-aligned window gives identical pixels; every other path filters across neighbours (or
     // depends on the whole frame's size), so it converts the whole frame and copies the window out.
-    const bool pointwise = (src_fmt == AV_PIX_FMT_YUV420P || src_fmt == AV_PIX_FMT_YUV422P) && (fh % 2 == 0);
+    // (Verified for limited range only: full-range input takes a different converter for some widths.)
+    const bool pointwise =
+        (src_fmt == AV_PIX_FMT_YUV420P || src_fmt == AV_PIX_FMT_YUV422P) && (fh % 2 == 0) && !full_range;
     if (pointwise) {
       const int ax = box.x & ~1;
       const int ay = box.y & ~1;

@@ -25,7 +25,8 @@ struct VideoInfo {
   double duration_seconds = 0.0;  // span of the decodable frames' timestamps plus one frame duration
   int width = 0, height = 0;      // coded display size, before rotation
   std::string codec;              // FFmpeg codec name, e.g. "h264"
-  int rotation = 0;               // degrees from the display matrix (0, 90, 180, 270)
+  int rotation = 0;               // degrees from the display matrix (0, 90, 180, 270), counter-clockwise:
+                                  // np.rot90(frame, rotation // 90) is the frame as displayed
 };
 
 // A window of source pixels: rows [y, y + height), cols [x, x + width).

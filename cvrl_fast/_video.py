@@ -74,7 +74,11 @@ class VideoReader:
 
     @property
     def rotation(self) -> int:
-        """Clockwise degrees (0, 90, 180, 270) the display matrix asks for; frames are returned unrotated."""
+        """Degrees (0, 90, 180, 270) counter-clockwise that the display matrix turns the frame for display.
+
+        Frames are returned as coded; `np.rot90(frame, reader.rotation // 90)` is the displayed picture
+        (what the ffmpeg CLI shows with its default autorotate).
+        """
         return self._reader.rotation
 
     @property
