@@ -4,8 +4,10 @@
 #include <cstdio>   // jpeglib.h needs FILE and size_t first
 #include <csetjmp>
 #include <jpeglib.h>
+#include <jerror.h>  // message codes (JWRN_JPEG_EOF)
 // clang-format on
 
+#include <algorithm>
 #include <cstring>
 #include <stdexcept>
 #include <vector>
@@ -20,6 +22,7 @@ struct JpegError {
   jpeg_error_mgr mgr;
   std::jmp_buf jump;
   char message[JMSG_LENGTH_MAX];
+  bool truncated;  // libjpeg only warns on premature end of data and pads with grey
 };
 
 void on_fatal(j_common_ptr cinfo) {
@@ -28,7 +31,11 @@ void on_fatal(j_common_ptr cinfo) {
   std::longjmp(err->jump, 1);
 }
 
-void on_warning(j_common_ptr, int) {}  // corrupt-data warnings: keep decoding like TF does
+// Warnings (msg_level -1) about corrupt data are tolerated like TF does; premature end of data is
+// remembered and reported as an error, since the rest of the frame would be invented grey.
+void on_warning(j_common_ptr cinfo, int msg_level) {
+  if (msg_level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) reinterpret_cast<JpegError*>(cinfo->err)->truncated = true;
+}
 
 // Owns the decompressor (RAII); the error manager lives next to it.
 struct Decompressor {
@@ -41,6 +48,7 @@ struct Decompressor {
     err.mgr.error_exit = on_fatal;
     err.mgr.emit_message = on_warning;
     err.message[0] = '\0';
+    err.truncated = false;
   }
   ~Decompressor() {
     if (created) jpeg_destroy_decompress(&cinfo);
@@ -63,9 +71,19 @@ bool open_header(Decompressor* d, const unsigned char* data, unsigned long size)
 bool start_window(Decompressor* d, JDIMENSION* x0, JDIMENSION* crop_w, JDIMENSION skip_rows) {
   if (setjmp(d->err.jump)) return false;
   d->cinfo.out_color_space = JCS_RGB;  // grayscale JPEGs are expanded to RGB like TF's channels=3
+  // TF's decode_jpeg default (dct_method "") is the fast integer IDCT; the reference decodes with it.
+  d->cinfo.dct_method = JDCT_IFAST;
+  d->cinfo.do_fancy_upsampling = TRUE;
   jpeg_start_decompress(&d->cinfo);
   // Column crop snaps to iMCU boundaries: x0 moves left and the width grows to cover the window.
+  // The upsampler treats the crop's edges like image edges (replicates the edge chroma sample), so
+  // decode one extra iMCU column on each side of the window; the window's pixels are then exact.
+  const JDIMENSION imcu_w = static_cast<JDIMENSION>(d->cinfo.max_h_samp_factor * DCTSIZE);
+  const JDIMENSION left = *x0 > imcu_w ? *x0 - imcu_w : 0;
+  *crop_w = std::min<JDIMENSION>(d->cinfo.output_width - left, *crop_w + (*x0 - left) + imcu_w);
+  *x0 = left;
   if (*crop_w < d->cinfo.output_width) jpeg_crop_scanline(&d->cinfo, x0, crop_w);
+  else *x0 = 0;
   if (skip_rows > 0) jpeg_skip_scanlines(&d->cinfo, skip_rows);
   return true;
 }
@@ -126,6 +144,7 @@ void jpeg_decode_window(std::string_view jpeg, const Box& window, uint8_t* out, 
     if (!got) fail(what, "truncated image data");
     std::memcpy(out + r * out_row_stride_bytes, row.data() + skip_bytes, static_cast<size_t>(window.width) * 3);
   }
+  if (d.err.truncated) fail(what, "premature end of JPEG data (truncated frame)");
   if (!finish(&d)) fail(what, d.err.message);
 }
 

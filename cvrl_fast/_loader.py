@@ -171,6 +171,7 @@ class PairLoader:
                  drop_remainder: bool = True, state: Optional[dict] = None, max_retries: int = 32,
                  log_skips: bool = True):
         self._native_loader = None
+        self._final_stats = {}
         self.config = _resolve(config)
         self._fp = _check_dtype(output_dtype)
         if not (isinstance(num_shards, int) and num_shards >= 1):
@@ -225,7 +226,7 @@ class PairLoader:
         """samples, batches, skipped [(source, reason)], failed_attempts, and seconds spent waiting
         (consumer), decoding and augmenting (summed over threads)."""
         if self._native_loader is None:
-            return {}
+            return dict(self._final_stats)
         return self._native_loader.stats()
 
     def state(self) -> dict:
@@ -240,6 +241,7 @@ class PairLoader:
         loader, self._native_loader = self._native_loader, None
         if loader is not None:
             loader.close()
+            self._final_stats = loader.stats()
 
     def __enter__(self):
         return self

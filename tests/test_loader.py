@@ -1,0 +1,478 @@
+"""sample_pair, PairLoader and pretrain_dataset: end-to-end parity, determinism, sharding, bad files,
+resume, shutdown, TFRecord input (issue 3 "Tests")."""
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+import cvrl_fast
+from cvrl_fast import AugmentConfig, PairLoader, sample_pair
+from cvrl_fast import _C
+from cvrl_fast._augment import apply_view
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SMALL = AugmentConfig(num_frames=4, crop_size=24)
+
+
+def _ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    d = tmp_path_factory.mktemp("loader_media")
+    files = {}
+    for i, (seconds, rate) in enumerate([(2.0, 25), (2.4, 25), (3.0, 30), (1.0, 25), (2.0, 24), (1.6, 25)]):
+        p = d / f"clip{i}.mp4"
+        _ffmpeg("-f", "lavfi", "-i", f"testsrc2=size=80x56:rate={rate}:duration={seconds}", "-vf",
+                f"hue=h={40 * i}", "-c:v", "libx264", "-g", "12", "-pix_fmt", "yuv420p", p)
+        files[f"clip{i}"] = p
+    # A still image, losslessly encoded: every decoded frame is identical.
+    png = d / "still.png"
+    _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=80x56:rate=1:duration=1", "-frames:v", "1", png)
+    still = d / "still.mp4"
+    _ffmpeg("-loop", "1", "-i", png, "-t", "2", "-r", "25", "-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv444p", still)
+    files["still"] = still
+    garbage = d / "garbage.mp4"
+    garbage.write_bytes(np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes())
+    files["garbage"] = garbage
+    truncated = d / "truncated.mp4"
+    truncated.write_bytes(files["clip0"].read_bytes()[:1500])
+    files["truncated"] = truncated
+    return files
+
+
+def _good(media):
+    return [str(media[f"clip{i}"]) for i in range(6)]
+
+
+def _collect(loader):
+    v1, v2, idx = [], [], []
+    for b in loader:
+        v1.append(b["view1"].copy())
+        v2.append(b["view2"].copy())
+        idx.append(b["index"].copy())
+    return np.concatenate(v1), np.concatenate(v2), np.concatenate(idx)
+
+
+# ---- sample_pair ----
+
+def test_sample_pair_matches_full_decode_then_augment(media):
+    """Crop-window decode + augment == full-frame decode, crop, augment (bit-exact)."""
+    path = str(media["clip2"])  # 30 fps: exercises the 25 fps index-space mapping
+    v1, v2, info = sample_pair(path, 5, SMALL, return_params=True)
+    reader = _C.VideoReader(path)
+    frame_map = _C.fixed_rate_frame_map(list(reader.frame_pts_seconds), 25.0)
+    assert info["num_frames"] == len(frame_map) == 75
+    frames = reader.get_frames(list(range(reader.num_frames)), None, None)
+    for view, out in (("view1", v1), ("view2", v2)):
+        clip = frames[[frame_map[i] for i in info[view]["indices"]]]
+        np.testing.assert_array_equal(out, apply_view(clip, info[view], SMALL))
+
+
+def test_sample_pair_default_config_shapes(media):
+    v1, v2 = sample_pair(str(media["clip0"]), 0)
+    assert v1.shape == v2.shape == (16, 224, 224, 3) and v1.dtype == np.uint8
+    f1, _ = sample_pair(str(media["clip0"]), 0, output_dtype=np.float32)
+    assert f1.dtype == np.float32
+    np.testing.assert_array_equal(np.floor(f1 * 255 + 0.5).astype(np.uint8), v1)
+
+
+def test_sample_pair_still_video_views_are_still(media):
+    cfg = AugmentConfig(num_frames=8, crop_size=32, jitter_prob=1.0, solarize_prob=(0.5, 0.5))
+    for seed in range(3):
+        for view in sample_pair(str(media["still"]), seed, cfg):
+            assert all(np.array_equal(view[0], view[t]) for t in range(1, len(view)))
+            assert view.std() > 5  # not a blank clip
+
+
+def test_sample_pair_is_deterministic_and_keyed(media):
+    path = str(media["clip1"])
+    a = sample_pair(path, 3, SMALL)
+    b = sample_pair(path, 3, SMALL)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    c = sample_pair(path, 4, SMALL)
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_sample_pair_from_bytes_equals_path(media):
+    path = media["clip1"]
+    a = sample_pair(str(path), 3, SMALL)
+    b = sample_pair(path.read_bytes(), 3, SMALL)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_sample_pair_short_video_wraps(media):
+    _, _, info = sample_pair(str(media["clip3"]), 1, AugmentConfig(crop_size=16), return_params=True)
+    assert info["num_frames"] == 25 and info["offset_range"] == 25
+    for view in ("view1", "view2"):
+        idx = info[view]["indices"]
+        assert idx == [(idx[0] + 2 * k) % 25 for k in range(16)]
+
+
+def test_sample_pair_fails(media):
+    with pytest.raises(FileNotFoundError, match="nope.mp4"):
+        sample_pair("/nonexistent/nope.mp4", 0, SMALL)
+    with pytest.raises((ValueError, RuntimeError), match="garbage.mp4"):
+        sample_pair(str(media["garbage"]), 0, SMALL)
+    with pytest.raises(ValueError, match="output_dtype"):
+        sample_pair(str(media["clip0"]), 0, SMALL, output_dtype=np.float64)
+
+
+# ---- TFRecord (reference format) ----
+
+@pytest.fixture(scope="module")
+def tfrecord_file(media, tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from cvrl_fast.tfrecord import write_tfrecord
+
+    path = tmp_path_factory.mktemp("tfr") / "videos.tfrecord"
+    write_tfrecord(str(path), [str(media["clip0"]), str(media["clip2"]), str(media["clip3"])],
+                   labels=[[1], [2, 5], [3]], fps=25.0)
+    return path
+
+
+def test_tfrecord_is_reference_format(tfrecord_file):
+    import tensorflow as tf
+
+    records = list(tf.data.TFRecordDataset(str(tfrecord_file)))
+    assert len(records) == 3 == len(_C.index_tfrecord(str(tfrecord_file)))
+    ctx, seq = tf.io.parse_single_sequence_example(
+        records[1], context_features={"clip/label/index": tf.io.VarLenFeature(tf.int64)},
+        sequence_features={"image/encoded": tf.io.FixedLenSequenceFeature([], tf.string)})
+    assert list(tf.sparse.to_dense(ctx["clip/label/index"]).numpy()) == [2, 5]
+    assert seq["image/encoded"].shape[0] == 75  # 3 s resampled to 25 fps
+    frames, labels, fps = _C.parse_video_record(records[1].numpy())
+    assert labels == [2, 5] and fps == 25.0 and frames[7] == seq["image/encoded"][7].numpy()
+
+
+def test_jpeg_window_decode_equals_tf_full_decode(tfrecord_file):
+    import tensorflow as tf
+
+    frames, _, _ = _C.parse_video_record(next(iter(tf.data.TFRecordDataset(str(tfrecord_file)))).numpy())
+    full = tf.io.decode_jpeg(frames[3], channels=3).numpy()
+    h, w, _ = full.shape
+    rng = np.random.default_rng(0)
+    windows = [(0, 0, w, h), (3, 5, 40, 30), (17, 9, 63, 47), (w - 9, h - 7, 9, 7), (8, 8, 16, 16)]
+    for _ in range(40):
+        bw, bh = int(rng.integers(1, w + 1)), int(rng.integers(1, h + 1))
+        windows.append((int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1)), bw, bh))
+    for x, y, bw, bh in windows:
+        np.testing.assert_array_equal(_C.jpeg_decode_window(frames[3], x, y, bw, bh), full[y:y + bh, x:x + bw])
+
+
+def test_jpeg_window_decode_fails(tfrecord_file):
+    import tensorflow as tf
+
+    frames, _, _ = _C.parse_video_record(next(iter(tf.data.TFRecordDataset(str(tfrecord_file)))).numpy())
+    with pytest.raises(ValueError, match="outside"):
+        _C.jpeg_decode_window(frames[0], 70, 0, 20, 10)
+    with pytest.raises(ValueError, match="bad JPEG"):
+        _C.jpeg_decode_window(b"\xff\xd8garbage", 0, 0, 4, 4)
+    with pytest.raises(ValueError, match="bad JPEG"):
+        _C.jpeg_decode_window(frames[0][: len(frames[0]) // 3], 0, 0, 80, 56)
+
+
+def test_tfrecord_pair_matches_reference_tf_pipeline(tfrecord_file):
+    """TFRecord path end to end vs the reference: decode every JPEG with TF, crop, TF ops."""
+    import tensorflow as tf
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from test_augment import tf_reference
+    finally:
+        sys.path.pop(0)
+    cfg = AugmentConfig(num_frames=6, crop_size=32, jitter_prob=0.9)
+    frames, _, _ = _C.parse_video_record(list(tf.data.TFRecordDataset(str(tfrecord_file)))[1].numpy())
+    decoded = np.stack([tf.io.decode_jpeg(f, channels=3).numpy() for f in frames])
+    for seed in range(3):
+        v1, v2, info = sample_pair((str(tfrecord_file), 1), seed, cfg, return_params=True)
+        for view, out in (("view1", v1), ("view2", v2)):
+            ref = tf_reference(decoded[info[view]["indices"]], info[view], cfg)
+            assert np.abs(out.astype(int) - ref).max() <= 1
+
+
+def test_loader_reads_tfrecords(tfrecord_file):
+    with PairLoader([str(tfrecord_file)], batch_size=3, seed=0, num_threads=2, config=SMALL, epochs=2) as ld:
+        v1, v2, idx = _collect(ld)
+    assert v1.shape == (6, 4, 24, 24, 3) and sorted(idx[:3]) == [0, 1, 2] and sorted(idx[3:]) == [0, 1, 2]
+    assert ld.stats["skipped"] == []
+
+
+def test_index_tfrecord_fails(tmp_path, tfrecord_file):
+    bad = tmp_path / "bad.tfrecord"
+    data = bytearray(tfrecord_file.read_bytes())
+    data[3] ^= 0xFF  # corrupt the first length field
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="CRC.*bad.tfrecord"):
+        _C.index_tfrecord(str(bad))
+    cut = tmp_path / "cut.tfrecord"
+    cut.write_bytes(tfrecord_file.read_bytes()[:100])
+    with pytest.raises(ValueError, match="truncated"):
+        _C.index_tfrecord(str(cut))
+    with pytest.raises(ValueError, match="malformed SequenceExample"):
+        _C.parse_video_record(b"\x12\x05abc")
+
+
+# ---- PairLoader ----
+
+def test_loader_batches_match_sample_pair(media):
+    paths = _good(media)
+    with PairLoader(paths, batch_size=4, seed=9, num_threads=2, config=SMALL, epochs=1) as ld:
+        batch = next(iter(ld))
+    assert batch["view1"].shape == (4, 4, 24, 24, 3) and batch["view1"].dtype == np.uint8
+    for row, source_id in enumerate(batch["index"]):
+        v1, v2 = sample_pair(paths[source_id], 9, SMALL, epoch=0, index=int(source_id))
+        np.testing.assert_array_equal(batch["view1"][row], v1)
+        np.testing.assert_array_equal(batch["view2"][row], v2)
+
+
+def test_loader_deterministic_across_threads_and_batch_sizes(media):
+    paths = _good(media)
+    runs = []
+    for threads, batch in [(1, 4), (2, 2), (3, 3)]:
+        with PairLoader(paths, batch_size=batch, seed=1, num_threads=threads, config=SMALL, epochs=2) as ld:
+            runs.append(_collect(ld))
+    for other in runs[1:]:
+        for a, b in zip(runs[0], other):
+            np.testing.assert_array_equal(a, b)
+    # Each epoch visits every source once, in a seed-dependent order.
+    idx = runs[0][2]
+    assert sorted(idx[:6]) == list(range(6)) and sorted(idx[6:]) == list(range(6))
+    assert list(idx[:6]) != list(idx[6:12]) or list(idx[:6]) != list(range(6))
+
+
+def test_loader_zero_copy_buffers(media):
+    with PairLoader(_good(media), batch_size=2, seed=0, num_threads=1, config=SMALL, epochs=1) as ld:
+        b = next(iter(ld))
+        assert not b["view1"].flags.owndata and b["view1"].base is not None
+        assert b["view1"].ctypes.data % 64 == 0
+        kept = b["view1"].copy()
+        for _ in ld:
+            pass
+    np.testing.assert_array_equal(b["view1"], kept)  # buffers outlive the loader while referenced
+
+
+def test_loader_sharding_is_disjoint(media):
+    paths = _good(media)
+    seen = []
+    for shard in range(2):
+        with PairLoader(paths, batch_size=1, seed=0, num_threads=1, config=SMALL, epochs=1, shard_index=shard,
+                        num_shards=2) as ld:
+            seen.append(set(_collect(ld)[2].tolist()))
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(6))
+
+
+def test_loader_skips_and_counts_bad_files(media, capfd):
+    paths = _good(media)[:3] + [str(media["garbage"]), str(media["truncated"])]
+    with PairLoader(paths, batch_size=5, seed=0, num_threads=2, config=SMALL, epochs=2) as ld:
+        v1, _, idx = _collect(ld)
+        stats = ld.stats
+    assert len(idx) == 10 and set(idx.tolist()) <= {0, 1, 2}  # every row is a good video
+    skipped = dict(stats["skipped"])
+    assert set(skipped) == {str(media["garbage"]), str(media["truncated"])}
+    assert stats["failed_attempts"] >= 2 and stats["samples"] == 10
+    err = capfd.readouterr().err
+    assert err.count("skipping " + str(media["garbage"])) == 1  # logged once per file
+
+
+def test_loader_skip_is_deterministic(media):
+    paths = _good(media)[:3] + [str(media["garbage"])]
+    runs = []
+    for threads in (1, 2):
+        with PairLoader(paths, batch_size=3, seed=4, num_threads=threads, config=SMALL, epochs=3,
+                        log_skips=False) as ld:
+            runs.append(_collect(ld))
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_loader_all_bad_fails(media):
+    with PairLoader([str(media["garbage"]), str(media["truncated"])], batch_size=2, seed=0, num_threads=2,
+                    config=SMALL, log_skips=False) as ld:
+        with pytest.raises(RuntimeError, match="every one of the 2 sources failed"):
+            next(iter(ld))
+
+
+def test_loader_state_restore_resumes_exactly(media):
+    paths = _good(media)
+    kw = dict(batch_size=4, seed=2, num_threads=2, config=SMALL)
+    with PairLoader(paths, **kw) as ld:
+        full = [next(ld) for _ in range(5)]
+    with PairLoader(paths, **kw) as ld:
+        for _ in range(3):
+            next(ld)
+        state = ld.state()
+    assert state["next_batch"] == 3
+    with PairLoader(paths, state=state, **kw) as ld:
+        resumed = [next(ld) for _ in range(2)]
+    for a, b in zip(full[3:], resumed):
+        np.testing.assert_array_equal(a["view1"], b["view1"])
+        np.testing.assert_array_equal(a["index"], b["index"])
+
+
+def test_loader_state_restore_fails(media):
+    paths = _good(media)
+    with PairLoader(paths, batch_size=4, seed=2, num_threads=1, config=SMALL) as ld:
+        state = ld.state()
+    with pytest.raises(ValueError, match="seed"):
+        PairLoader(paths, batch_size=4, seed=3, num_threads=1, config=SMALL, state=state)
+
+
+def test_loader_sources_forms(media, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text("path,label\n" + "".join(f"{p},{i}\n" for i, p in enumerate(_good(media)[:3])))
+    with PairLoader(str(listing), batch_size=3, seed=0, num_threads=1, config=SMALL, epochs=1) as ld:
+        b = next(ld)
+        assert sorted(ld.labels(b["index"])) == [[0], [1], [2]]
+    directory = pathlib.Path(media["clip0"]).parent
+    with PairLoader(str(directory / "clip*.mp4"), batch_size=2, seed=0, num_threads=1, config=SMALL,
+                    epochs=1) as ld:
+        assert len(_collect(ld)[2]) == 6
+
+
+def test_loader_fails_on_bad_arguments(media):
+    paths = _good(media)
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        PairLoader(["/nope/missing.mp4"], batch_size=1, seed=0)
+    with pytest.raises(ValueError, match="batch_size"):
+        PairLoader(paths, batch_size=0, seed=0)
+    with pytest.raises(ValueError, match="shard_index"):
+        PairLoader(paths, batch_size=1, seed=0, shard_index=2, num_shards=2)
+    with pytest.raises(ValueError, match="num_threads"):
+        PairLoader(paths, batch_size=1, seed=0, num_threads=0)
+    with pytest.raises(FileNotFoundError, match="no video or TFRecord"):
+        PairLoader(str(ROOT / "csrc"), batch_size=1, seed=0)
+
+
+def _native_threads():
+    import psutil
+    return psutil.Process().num_threads()
+
+
+def test_loader_clean_shutdown_on_break(media):
+    before = _native_threads()
+    ld = PairLoader(_good(media), batch_size=2, seed=0, num_threads=3, config=SMALL)
+    for i, _ in enumerate(ld):
+        if i == 1:
+            break
+    assert _native_threads() >= before + 3
+    t0 = time.monotonic()
+    ld.close()
+    assert time.monotonic() - t0 < 5
+    assert _native_threads() <= before
+    ld.close()  # idempotent
+    with pytest.raises(StopIteration):
+        next(ld)
+
+
+def _run_script(code, timeout=60):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=timeout, cwd=str(ROOT))
+
+
+def test_interpreter_exit_with_live_loader(media):
+    code = f"""
+        import cvrl_fast
+        cfg = cvrl_fast.AugmentConfig(num_frames=4, crop_size=24)
+        ld = cvrl_fast.PairLoader({_good(media)!r}, batch_size=2, seed=0, num_threads=2, config=cfg)
+        next(ld)
+        print("ok", flush=True)
+    """
+    out = _run_script(code)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_keyboard_interrupt_while_waiting(media):
+    # A big default-size batch keeps next() blocked in C++ long enough to interrupt it.
+    code = f"""
+        import cvrl_fast, sys
+        ld = cvrl_fast.PairLoader({_good(media)!r} * 20, batch_size=64, seed=0, num_threads=1)
+        print("ready", flush=True)
+        try:
+            next(ld)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(0)
+        print("finished first", flush=True)
+    """
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "interrupted" in out, err
+    assert time.monotonic() - t0 < 10
+
+
+# ---- tf.data ----
+
+def test_pretrain_dataset_matches_loader(media):
+    tf = pytest.importorskip("tensorflow")
+    from cvrl_fast.data import pretrain_dataset
+
+    paths = _good(media)
+    ds = pretrain_dataset(paths, batch_size=3, seed=5, config=SMALL, num_threads=2, include_index=True)
+    assert ds.element_spec["view1"] == tf.TensorSpec((3, 4, 24, 24, 3), tf.uint8)
+    got = list(ds.take(3))
+    with PairLoader(paths, batch_size=3, seed=5, num_threads=1, config=SMALL) as ld:
+        want = [next(ld) for _ in range(3)]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g["view1"].numpy(), w["view1"])
+        np.testing.assert_array_equal(g["view2"].numpy(), w["view2"])
+        np.testing.assert_array_equal(g["index"].numpy(), w["index"])
+    # Exact resume through tf.data.
+    resumed = list(pretrain_dataset(paths, batch_size=3, seed=5, config=SMALL, start_batch=2).take(1))
+    np.testing.assert_array_equal(resumed[0]["view1"].numpy(), want[2]["view1"])
+
+
+def test_pretrain_dataset_input_context_shards(media):
+    tf = pytest.importorskip("tensorflow")
+    from cvrl_fast.data import pretrain_dataset
+
+    seen = []
+    for pipeline in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2)
+        ds = pretrain_dataset(_good(media), batch_size=2, seed=0, input_context=ctx, config=SMALL, epochs=1,
+                              include_index=True)
+        assert ds.element_spec["view1"].shape[0] == 1  # per-replica batch of a global batch of 2
+        seen.append({int(i) for e in ds for i in e["index"].numpy()})
+    assert seen[0].isdisjoint(seen[1]) and seen[0] | seen[1] == set(range(6))
+
+
+def test_pretrain_dataset_break_and_bad_files(media):
+    tf = pytest.importorskip("tensorflow")
+    from cvrl_fast.data import pretrain_dataset
+
+    paths = _good(media)[:2] + [str(media["garbage"])]
+    ds = pretrain_dataset(paths, batch_size=2, seed=0, config=SMALL, include_index=True)
+    before = _native_threads()
+    for i, e in enumerate(ds):
+        assert set(e["index"].numpy().tolist()) <= {0, 1}
+        if i == 3:
+            break
+    del e
+    deadline = time.monotonic() + 10
+    while _native_threads() > before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _native_threads() <= before + 2  # loader threads gone once the iterator is dropped
+
+
+def test_pretrain_dataset_interpreter_exit(media):
+    code = f"""
+        import tensorflow as tf, cvrl_fast
+        from cvrl_fast.data import pretrain_dataset
+        cfg = cvrl_fast.AugmentConfig(num_frames=4, crop_size=24)
+        it = iter(pretrain_dataset({_good(media)!r}, batch_size=2, seed=0, config=cfg, num_threads=2))
+        next(it)
+        print("ok", flush=True)
+    """
+    out = _run_script(code, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
