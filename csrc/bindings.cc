@@ -92,7 +92,7 @@ PYBIND11_MODULE(_C, m) {
   // ---- section: jpeg decode ----
   m.def(
       "decode_jpeg_frames",
-      [](const std::vector<py::bytes>& frames, std::optional<std::pair<int, int>> size) {
+      [](const std::vector<py::bytes>& frames, std::optional<std::pair<int, int>> size, bool fast_dct) {
         // string_views into the bytes objects, which the list keeps alive while the GIL is released.
         std::vector<std::string_view> views;
         views.reserve(frames.size());
@@ -106,14 +106,15 @@ PYBIND11_MODULE(_C, m) {
         std::vector<uint8_t> pixels;
         {
           py::gil_scoped_release release;
-          pixels = cvrl::decode_jpeg_frames(views, &h, &w, size);
+          pixels = cvrl::decode_jpeg_frames(views, &h, &w, size,
+                                            fast_dct ? cvrl::JpegDct::kFast : cvrl::JpegDct::kAccurate);
         }
         py::array_t<uint8_t> out({static_cast<py::ssize_t>(frames.size()), static_cast<py::ssize_t>(h),
                                   static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
         if (!pixels.empty()) std::memcpy(out.mutable_data(), pixels.data(), pixels.size());
         return out;
       },
-      py::arg("frames"), py::arg("size") = std::nullopt,
+      py::arg("frames"), py::arg("size") = std::nullopt, py::arg("fast_dct") = false,
       "Decode JPEG frames (a list of bytes) to uint8 [N, H, W, 3] RGB; size=(h, w) resizes (bilinear).");
 
   // ---- section: sampling and augmentation ----

@@ -24,10 +24,25 @@ std::string tj_error(tjhandle h) {
   return msg ? std::string(msg) : std::string("unknown libjpeg-turbo error");
 }
 
+// A failed call is fatal unless libjpeg-turbo only warned; a truncated stream ("Premature end of JPEG
+// file") is only a warning to libjpeg, but its missing rows are invented, so it counts as an error.
+void check(tjhandle h, int ret, size_t index) {
+  if (ret == 0) return;
+  const std::string msg = tj_error(h);
+  if (tjGetErrorCode(h) == TJERR_WARNING && msg.find("Premature end") == std::string::npos) return;
+  throw std::invalid_argument("frame " + std::to_string(index) + " is not a valid JPEG: " + msg);
+}
+
 }  // namespace
 
 std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
                                         std::optional<std::pair<int, int>> out_size) {
+  return decode_jpeg_frames(jpegs, out_h, out_w, out_size, JpegDct::kAccurate);
+}
+
+std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
+                                        std::optional<std::pair<int, int>> out_size, JpegDct dct) {
+  const int flags = dct == JpegDct::kFast ? TJFLAG_FASTDCT : TJFLAG_ACCURATEDCT;
   if (out_size && (out_size->first <= 0 || out_size->second <= 0))
     throw std::invalid_argument("output size must be positive, got (" + std::to_string(out_size->first) + ", " +
                                 std::to_string(out_size->second) + ")");
@@ -64,9 +79,7 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
     const bool resize = dst_w != src_w || dst_h != src_h;
     uint8_t* target = out.data() + i * static_cast<size_t>(dst_h) * dst_w * 3;
     if (!resize) {
-      if (tjDecompress2(h, data, size, target, src_w, src_w * 3, src_h, TJPF_RGB, 0) != 0 &&
-          tjGetErrorCode(h) != TJERR_WARNING)  // warnings (e.g. premature end of data) still give an image
-        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      check(h, tjDecompress2(h, data, size, target, src_w, src_w * 3, src_h, TJPF_RGB, flags), i);
       continue;
     }
     // Resize: decode to the JPEG's own YCbCr planes and let swscale convert and scale in one bilinear
@@ -98,16 +111,12 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
       full.resize(total);
       unsigned char* dst_planes[3] = {nullptr, nullptr, nullptr};
       for (int p = 0; p < planes; ++p) dst_planes[p] = full.data() + offsets[p];
-      if (tjDecompressToYUVPlanes(h, data, size, dst_planes, src_w, src_stride, src_h, 0) != 0 &&
-          tjGetErrorCode(h) != TJERR_WARNING)
-        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      check(h, tjDecompressToYUVPlanes(h, data, size, dst_planes, src_w, src_stride, src_h, flags), i);
       for (int p = 0; p < planes; ++p) src[p] = dst_planes[p];
       src_fmt = yuv_fmt;
     } else {
       full.resize(static_cast<size_t>(src_h) * src_w * 3);
-      if (tjDecompress2(h, data, size, full.data(), src_w, src_w * 3, src_h, TJPF_RGB, 0) != 0 &&
-          tjGetErrorCode(h) != TJERR_WARNING)
-        throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " + tj_error(h));
+      check(h, tjDecompress2(h, data, size, full.data(), src_w, src_w * 3, src_h, TJPF_RGB, flags), i);
       src[0] = full.data();
       src_stride[0] = src_w * 3;
       src_fmt = AV_PIX_FMT_RGB24;

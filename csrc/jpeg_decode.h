@@ -15,4 +15,10 @@ namespace cvrl {
 std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
                                         std::optional<std::pair<int, int>> out_size = std::nullopt);
 
+// Which inverse DCT libjpeg-turbo uses. kAccurate (ISLOW, the default above) equals TensorFlow's
+// decode_jpeg(dct_method="INTEGER_ACCURATE"); kFast (IFAST) equals TensorFlow's default decode_jpeg.
+enum class JpegDct { kAccurate, kFast };
+std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
+                                        std::optional<std::pair<int, int>> out_size, JpegDct dct);
+
 }  // namespace cvrl

@@ -127,13 +127,18 @@ class VideoReader:
         return self.get_frames([index])[0]
 
 
-def decode_jpeg_frames(frames: Sequence[bytes], *, size: Sequence[int] | None = None) -> np.ndarray:
+def decode_jpeg_frames(frames: Sequence[bytes], *, size: Sequence[int] | None = None,
+                       dct_method: str = "INTEGER_ACCURATE") -> np.ndarray:
     """Decode JPEG frames with libjpeg-turbo into uint8 [N, H, W, 3] RGB (GIL released).
 
     All frames must have the same size. size=(h, w) resizes (one bilinear swscale pass from the JPEG's
-    YCbCr planes). A bad JPEG raises ValueError naming its index.
+    YCbCr planes). dct_method names the inverse DCT as TensorFlow's `tf.io.decode_jpeg` does:
+    "INTEGER_ACCURATE" (default; equals TF with that method) or "INTEGER_FAST" (equals TF's default
+    decode). A bad or truncated JPEG raises ValueError naming its index.
     """
-    frames = [bytes(f) if not isinstance(f, bytes) else f for f in frames]
+    if dct_method not in ("INTEGER_ACCURATE", "INTEGER_FAST"):
+        raise ValueError(f"dct_method must be 'INTEGER_ACCURATE' or 'INTEGER_FAST', got {dct_method!r}")
+    frames = [f if isinstance(f, bytes) else bytes(f) for f in frames]
     if size is not None:
         size = (int(size[0]), int(size[1]))
-    return _C.decode_jpeg_frames(frames, size)
+    return _C.decode_jpeg_frames(frames, size, dct_method == "INTEGER_FAST")

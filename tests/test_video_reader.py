@@ -85,17 +85,31 @@ def test_frame_pts_seconds_match_ffprobe_vfr(video_files):
 def test_get_frames_matches_ffmpeg_cli_real_clips(clip_dir):
     # Oracle limited to the first frames of each clip to keep memory and time small.
     for path in sorted(pathlib.Path(clip_dir).iterdir()):
-        ref = ffmpeg_frames(path, max_frames=60)
+        ref = ffmpeg_frames(path, max_frames=36)
         reader = cvrl_fast.VideoReader(path)
-        for k, indices in enumerate(random_index_lists(len(ref), seed=k_seed(path.name), count=3)):
+        for k, indices in enumerate(random_index_lists(len(ref), seed=k_seed(path.name), count=2, length=8)):
             assert_frames_match(reader.get_frames(indices), ref, indices, f"{path.name} list {k}")
 
 
+REAL_CLIPS_QUICK = ["bikes.mp4", "carphone_pristine.mp4", "cityCC0.mpg"]
+
+
+def _cli_frame_count(path) -> int:
+    out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
+                "stream=nb_read_frames", "-of", "csv=p=0", str(path)])
+    return int(out.decode().strip().rstrip(","))
+
+
 def test_num_frames_match_ffmpeg_cli_real_clips(clip_dir):
+    for name in REAL_CLIPS_QUICK:
+        path = pathlib.Path(clip_dir) / name
+        assert cvrl_fast.VideoReader(path).num_frames == _cli_frame_count(path), name
+
+
+@pytest.mark.slow
+def test_num_frames_match_ffmpeg_cli_all_real_clips(clip_dir):
     for path in sorted(pathlib.Path(clip_dir).iterdir()):
-        out = _run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_frames", "-show_entries",
-                    "stream=nb_read_frames", "-of", "csv=p=0", str(path)])
-        assert cvrl_fast.VideoReader(path).num_frames == int(out.decode().strip().rstrip(",")), path.name
+        assert cvrl_fast.VideoReader(path).num_frames == _cli_frame_count(path), path.name
 
 
 @pytest.mark.slow
@@ -429,15 +443,15 @@ def test_open_decode_close_cycles_do_not_leak(video_files):
                           size=(8, 8) if k % 5 == 0 else None)
         del reader
 
-    for k in range(300):  # warm-up: allocator pools, codec tables
+    for k in range(200):  # warm-up: allocator pools, codec tables
         cycle(k)
     gc.collect()
     before = _rss_mb()
-    for k in range(3000):
+    for k in range(2000):
         cycle(k)
     gc.collect()
     grown = _rss_mb() - before
-    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 3000 open/decode/close cycles"
+    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 2000 open/decode/close cycles"
 
 
 def test_open_fails_do_not_leak(tmp_path):
@@ -483,7 +497,7 @@ def test_separate_readers_in_threads(video_files):
 def test_get_frames_releases_the_gil(clip_dir):
     """While one thread decodes, the main thread keeps running Python (no gap near the decode's length)."""
     reader = cvrl_fast.VideoReader(pathlib.Path(clip_dir) / "bigbuckbunny.mp4")
-    indices = list(range(0, reader.num_frames, 1))
+    indices = list(range(0, 50))
     start = time.perf_counter()
     reader.get_frames(indices)
     call_seconds = time.perf_counter() - start
