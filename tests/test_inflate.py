@@ -102,3 +102,15 @@ def test_layer_pairs_cover_every_backbone_weight():
 def test_layer_pairs_fails():
     with pytest.raises(ValueError, match="inflation needs depth 50"):
         inflate.layer_pairs(models.BackboneConfig(depth=101))
+
+
+def test_cli_inflate_writes_official_layout(random_resnet50, tmp_path):
+    from cvrl_fast import checkpoints, cli
+
+    net, path = random_resnet50
+    out = str(tmp_path / "imagenet_backbone")
+    assert cli.main(["inflate", "--resnet50-weights", path, "--out", out]) == 0
+    tensors = checkpoints.read_backbone_tensors(tf.train.latest_checkpoint(str(tmp_path)) or out)
+    assert len(tensors) == 265
+    stem = tensors["layer_with_weights-0/kernel"]
+    np.testing.assert_allclose(stem.sum(axis=0), np.asarray(net.get_layer("conv1_conv").kernel), rtol=1e-5, atol=1e-6)
