@@ -6,58 +6,18 @@
 #include <string>
 #include <vector>
 
-namespace cvrl {
+// Hot loops get an AVX2 clone picked at load time (ifunc); no FMA, so results match the plain build
+// and TF's float arithmetic (no contraction of a*b+c).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CVRL_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define CVRL_HOT
+#endif
 
-namespace {
+namespace cvrl {
+namespace augment_detail {
 
 inline float clamp01(float v) { return std::min(std::max(v, 0.f), 1.f); }
-
-// Standard hexcone RGB <-> HSV on [0, 1] values with hue in [0, 1) units (the same model as TF's
-// adjust_saturation / adjust_hue kernels).
-inline void rgb_to_hsv(float r, float g, float b, float* h, float* s, float* v) {
-  const float vmax = std::max(r, std::max(g, b));
-  const float range = vmax - std::min(r, std::min(g, b));
-  *v = vmax;
-  *s = vmax > 0.f ? range / vmax : 0.f;
-  if (!(range > 0.f)) {
-    *h = 0.f;
-    return;
-  }
-  const float norm = 1.f / (6.f * range);
-  float hh;
-  if (r == vmax) {
-    hh = norm * (g - b);
-  } else if (g == vmax) {
-    hh = norm * (b - r) + 2.f / 6.f;
-  } else {
-    hh = norm * (r - g) + 4.f / 6.f;
-  }
-  if (hh < 0.f) hh += 1.f;
-  *h = hh;
-}
-
-inline void hsv_to_rgb(float h, float s, float v, float* r, float* g, float* b) {
-  const float c = s * v;
-  const float m = v - c;
-  const float dh = h * 6.f;
-  int sector = static_cast<int>(dh);
-  float fm = std::fmod(dh, 2.f);
-  if (fm < 0.f) fm += 2.f;
-  const float x = c * (1.f - std::fabs(fm - 1.f));
-  sector = ((sector % 6) + 6) % 6;  // h == 1 after float rounding is the same colour as h == 0
-  float rr, gg, bb;
-  switch (sector) {
-    case 0: rr = c; gg = x; bb = 0.f; break;
-    case 1: rr = x; gg = c; bb = 0.f; break;
-    case 2: rr = 0.f; gg = c; bb = x; break;
-    case 3: rr = 0.f; gg = x; bb = c; break;
-    case 4: rr = x; gg = 0.f; bb = c; break;
-    default: rr = c; gg = 0.f; bb = x; break;
-  }
-  *r = rr + m;
-  *g = gg + m;
-  *b = bb + m;
-}
 
 struct Interp {
   int lower, upper;
@@ -78,97 +38,114 @@ std::vector<Interp> interpolation(int out_size, int in_size) {
   return w;
 }
 
-std::vector<float>& scratch(int which, size_t n) {
-  thread_local std::vector<float> buffers[2];
-  auto& b = buffers[which];
-  if (b.size() < n) b.resize(n);
-  return b;
-}
-
-}  // namespace
-
-void resize_bilinear_half_pixel(const ClipWindow& clip, int out_h, int out_w, bool truncate, bool flip,
-                                float* out) {
-  if (clip.height < 1 || clip.width < 1 || clip.num_frames() < 1 || out_h < 1 || out_w < 1) {
-    throw std::invalid_argument("resize: empty clip window " + std::to_string(clip.width) + "x" +
-                                std::to_string(clip.height) + " or output size");
-  }
-  const std::vector<Interp> xs = interpolation(out_w, clip.width);
-  const std::vector<Interp> ys = interpolation(out_h, clip.height);
-  const float inv255 = 1.f / 255.f;
-  for (int t = 0; t < clip.num_frames(); ++t) {
-    const uint8_t* frame = clip.frames[t];
-    float* out_frame = out + static_cast<int64_t>(t) * out_h * out_w * 3;
-    for (int y = 0; y < out_h; ++y) {
-      const uint8_t* top = frame + ys[y].lower * clip.row_stride_bytes;
-      const uint8_t* bottom = frame + ys[y].upper * clip.row_stride_bytes;
-      const float y_lerp = ys[y].lerp;
-      float* out_row = out_frame + static_cast<int64_t>(y) * out_w * 3;
-      for (int x = 0; x < out_w; ++x) {
-        const int l = xs[x].lower * 3, u = xs[x].upper * 3;
-        const float x_lerp = xs[x].lerp;
-        float* o = out_row + (flip ? (out_w - 1 - x) : x) * 3;
-        for (int c = 0; c < 3; ++c) {
-          const float tl = top[l + c], tr = top[u + c], bl = bottom[l + c], br = bottom[u + c];
-          const float top_v = tl + (tr - tl) * x_lerp;
-          const float bottom_v = bl + (br - bl) * x_lerp;
-          float v = top_v + (bottom_v - top_v) * y_lerp;
-          // The reference casts the float resize back to uint8 (truncation) before x/255.
-          if (truncate) v = static_cast<float>(static_cast<int>(v));
-          o[c] = v * inv255;
-        }
-      }
+// Horizontal half of the bilinear kernel for one source row: top = tl + (tr - tl) * x_lerp, as TF.
+CVRL_HOT void lerp_row(const uint8_t* src, const int* lo3, const int* hi3, const float* xl, int out_w, float* out) {
+  for (int x = 0; x < out_w; ++x) {
+    const uint8_t* a = src + lo3[x];
+    const uint8_t* b = src + hi3[x];
+    const float w = xl[x];
+    for (int c = 0; c < 3; ++c) {
+      const float l = a[c], r = b[c];
+      out[3 * x + c] = l + (r - l) * w;
     }
   }
 }
 
-void adjust_brightness_mult(float* x, int64_t n_pixels, float factor) {
-  for (int64_t i = 0; i < n_pixels * 3; ++i) x[i] = clamp01(x[i] * factor);
-}
-
-void adjust_contrast_clip(float* x, int64_t n_pixels, float factor) {
-  // Per-channel mean over every pixel of the clip (the reference reshapes it to [T*H, W, 3]).
-  double sum[3] = {0, 0, 0};
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    sum[0] += x[3 * i];
-    sum[1] += x[3 * i + 1];
-    sum[2] += x[3 * i + 2];
-  }
-  float mean[3];
-  for (int c = 0; c < 3; ++c) mean[c] = static_cast<float>(sum[c] / static_cast<double>(n_pixels));
-  for (int64_t i = 0; i < n_pixels; ++i)
-    for (int c = 0; c < 3; ++c) x[3 * i + c] = clamp01((x[3 * i + c] - mean[c]) * factor + mean[c]);
-}
-
-void adjust_saturation(float* x, int64_t n_pixels, float factor) {
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    float* p = x + 3 * i;
-    float h, s, v;
-    rgb_to_hsv(p[0], p[1], p[2], &h, &s, &v);
-    s = std::min(std::max(s * factor, 0.f), 1.f);
-    hsv_to_rgb(h, s, v, &p[0], &p[1], &p[2]);
-    p[0] = clamp01(p[0]);
-    p[1] = clamp01(p[1]);
-    p[2] = clamp01(p[2]);
+// Vertical half: v = top + (bottom - top) * y_lerp, optional truncation to integer, then x/255.
+CVRL_HOT void lerp_rows(const float* top, const float* bottom, float y_lerp, int n, bool truncate, float* out) {
+  const float inv255 = 1.f / 255.f;
+  if (truncate) {
+    for (int i = 0; i < n; ++i) {
+      const float v = top[i] + (bottom[i] - top[i]) * y_lerp;
+      out[i] = static_cast<float>(static_cast<int>(v)) * inv255;  // the reference's cast to uint8
+    }
+  } else {
+    for (int i = 0; i < n; ++i) out[i] = (top[i] + (bottom[i] - top[i]) * y_lerp) * inv255;
   }
 }
 
-void adjust_hue(float* x, int64_t n_pixels, float delta) {
+CVRL_HOT void brightness(float* x, int64_t n, float f) {
+  for (int64_t i = 0; i < n; ++i) x[i] = clamp01(x[i] * f);
+}
+
+CVRL_HOT void contrast(float* x, int64_t n_pixels, float f, const float* mean) {
+  const float m0 = mean[0], m1 = mean[1], m2 = mean[2];
+  for (int64_t i = 0; i < n_pixels; ++i) {
+    x[3 * i] = clamp01((x[3 * i] - m0) * f + m0);
+    x[3 * i + 1] = clamp01((x[3 * i + 1] - m1) * f + m1);
+    x[3 * i + 2] = clamp01((x[3 * i + 2] - m2) * f + m2);
+  }
+}
+
+void channel_sums(const float* x, int64_t n_pixels, double* sums) {
+  // Per-row float partial sums keep the double accumulation cheap and accurate.
+  double s0 = 0, s1 = 0, s2 = 0;
+  for (int64_t i = 0; i < n_pixels;) {
+    const int64_t end = std::min(n_pixels, i + 256);
+    float a0 = 0, a1 = 0, a2 = 0;
+    for (; i < end; ++i) {
+      a0 += x[3 * i];
+      a1 += x[3 * i + 1];
+      a2 += x[3 * i + 2];
+    }
+    s0 += a0;
+    s1 += a1;
+    s2 += a2;
+  }
+  sums[0] += s0;
+  sums[1] += s1;
+  sums[2] += s2;
+}
+
+// Hexcone saturation scaling without the HSV round trip: with v = max, range = max - min and
+// s = range / v, TF's S <- min(S * f, 1) moves every channel toward v by the same ratio:
+// c' = v - (v - c) * min(f, v / range). Same maths as rgb->hsv->rgb, fewer roundings.
+CVRL_HOT void saturation(float* x, int64_t n_pixels, float f) {
   for (int64_t i = 0; i < n_pixels; ++i) {
     float* p = x + 3 * i;
-    float h, s, v;
-    rgb_to_hsv(p[0], p[1], p[2], &h, &s, &v);
+    const float r = p[0], g = p[1], b = p[2];
+    const float v = std::max(r, std::max(g, b));
+    const float range = v - std::min(r, std::min(g, b));
+    const float ratio = range > 0.f ? std::min(f, v / range) : 1.f;
+    p[0] = clamp01(v - (v - r) * ratio);
+    p[1] = clamp01(v - (v - g) * ratio);
+    p[2] = clamp01(v - (v - b) * ratio);
+  }
+}
+
+// Hue rotation through hexcone HSV (TF's adjust_hue model), written with selects instead of
+// branches so it vectorises.
+CVRL_HOT void hue(float* x, int64_t n_pixels, float delta) {
+  for (int64_t i = 0; i < n_pixels; ++i) {
+    float* p = x + 3 * i;
+    const float r = p[0], g = p[1], b = p[2];
+    const float v = std::max(r, std::max(g, b));
+    const float range = v - std::min(r, std::min(g, b));
+    const float s = v > 0.f ? range / v : 0.f;
+    const float norm = 1.f / (6.f * (range > 0.f ? range : 1.f));
+    float h = r == v ? norm * (g - b) : (g == v ? norm * (b - r) + 2.f / 6.f : norm * (r - g) + 4.f / 6.f);
+    h = range > 0.f ? h : 0.f;
+    h = h < 0.f ? h + 1.f : h;
     h += delta;
     h -= std::floor(h);  // wrap to [0, 1)
-    if (h >= 1.f) h = 0.f;
-    hsv_to_rgb(h, s, v, &p[0], &p[1], &p[2]);
-    p[0] = clamp01(p[0]);
-    p[1] = clamp01(p[1]);
-    p[2] = clamp01(p[2]);
+    h = h >= 1.f ? 0.f : h;
+    const float c = s * v;
+    const float m = v - c;
+    const float dh = h * 6.f;
+    const float sector_f = std::floor(dh);
+    const int sector = static_cast<int>(sector_f) % 6;
+    const float fm = dh - 2.f * std::floor(dh * 0.5f);  // fmod(dh, 2) for dh >= 0
+    const float xx = c * (1.f - std::fabs(fm - 1.f));
+    const float rr = (sector == 0 || sector == 5) ? c : ((sector == 1 || sector == 4) ? xx : 0.f);
+    const float gg = (sector == 1 || sector == 2) ? c : ((sector == 0 || sector == 3) ? xx : 0.f);
+    const float bb = (sector == 3 || sector == 4) ? c : ((sector == 2 || sector == 5) ? xx : 0.f);
+    p[0] = clamp01(rr + m);
+    p[1] = clamp01(gg + m);
+    p[2] = clamp01(bb + m);
   }
 }
 
-void to_grayscale(float* x, int64_t n_pixels) {
+CVRL_HOT void grayscale(float* x, int64_t n_pixels) {
   for (int64_t i = 0; i < n_pixels; ++i) {
     float* p = x + 3 * i;
     const float y = 0.2989f * p[0] + 0.5870f * p[1] + 0.1140f * p[2];
@@ -176,83 +153,190 @@ void to_grayscale(float* x, int64_t n_pixels) {
   }
 }
 
-void gaussian_blur_zero_pad(float* x, int num_frames, int height, int width, float sigma, int radius) {
-  if (!(sigma > 0.f)) throw std::invalid_argument("gaussian_blur: sigma must be > 0, got " + std::to_string(sigma));
-  const int taps = 2 * radius + 1;
-  std::vector<float> w(taps);
+CVRL_HOT void solarize(float* x, int64_t n) {
+  // x < 0.5 ? x : 1 - x, written as min(x, 1 - x) (identical on [0, 1]) so it vectorises.
+  for (int64_t i = 0; i < n; ++i) x[i] = std::min(x[i], 1.f - x[i]);
+}
+
+CVRL_HOT void to_u8(const float* x, int64_t n, uint8_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(static_cast<int>(clamp01(x[i]) * 255.f + 0.5f));
+}
+
+CVRL_HOT void clamp_to(const float* x, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = clamp01(x[i]);
+}
+
+CVRL_HOT void axpy(float w, const float* src, int n, float* acc) {
+  for (int i = 0; i < n; ++i) acc[i] += w * src[i];
+}
+
+struct BlurKernel {
+  std::vector<float> w;  // taps -radius..radius
+  int radius = 0;
+  int first = 0, last = 0;  // taps outside [first, last] are exactly zero (exp underflow): skipped
+};
+
+BlurKernel blur_kernel(float sigma, int radius) {
+  if (!(sigma > 0.f)) throw std::invalid_argument("gaussian blur: sigma must be > 0, got " + std::to_string(sigma));
+  BlurKernel k;
+  k.radius = radius;
+  k.w.resize(2 * radius + 1);
   float total = 0.f;
   for (int j = -radius; j <= radius; ++j) {
-    w[j + radius] = std::exp(-static_cast<float>(j * j) / (2.f * sigma * sigma));
-    total += w[j + radius];
+    k.w[j + radius] = std::exp(-static_cast<float>(j * j) / (2.f * sigma * sigma));
+    total += k.w[j + radius];
   }
-  for (float& v : w) v /= total;
-  const int row_len = width * 3;
-  std::vector<float>& tmp = scratch(1, static_cast<size_t>(height) * row_len + static_cast<size_t>(width + 2 * radius) * 3);
-  float* pass1 = tmp.data();
-  float* padded = tmp.data() + static_cast<size_t>(height) * row_len;
-  // Zero padding outside the frame: borders darken, as in the reference's SAME depthwise conv.
-  std::fill(padded, padded + radius * 3, 0.f);
-  std::fill(padded + (radius + width) * 3, padded + (width + 2 * radius) * 3, 0.f);
-  for (int t = 0; t < num_frames; ++t) {
-    float* frame = x + static_cast<int64_t>(t) * height * row_len;
-    // Horizontal pass; loops ordered so the inner loop is contiguous and vectorises.
-    for (int y = 0; y < height; ++y) {
-      std::copy(frame + y * row_len, frame + (y + 1) * row_len, padded + radius * 3);
-      float* o = pass1 + y * row_len;
-      std::fill(o, o + row_len, 0.f);
-      for (int j = 0; j < taps; ++j) {
-        const float wj = w[j];
-        const float* src = padded + j * 3;
-        for (int i = 0; i < row_len; ++i) o[i] += wj * src[i];
-      }
-    }
-    // Vertical pass back into the frame; rows outside contribute zero.
-    for (int y = 0; y < height; ++y) {
-      float* o = frame + y * row_len;
-      std::fill(o, o + row_len, 0.f);
-      const int j_lo = std::max(0, radius - y), j_hi = std::min(taps, height - y + radius);
-      for (int j = j_lo; j < j_hi; ++j) {
-        const float wj = w[j];
-        const float* src = pass1 + (y + j - radius) * row_len;
-        for (int i = 0; i < row_len; ++i) o[i] += wj * src[i];
-      }
-    }
+  for (float& v : k.w) v /= total;
+  k.first = 0;
+  k.last = 2 * radius;
+  while (k.first < k.last && k.w[k.first] == 0.f) ++k.first;
+  while (k.last > k.first && k.w[k.last] == 0.f) --k.last;
+  return k;
+}
+
+// Separable blur of one frame with zero padding (the reference's SAME depthwise convs): borders
+// darken. tmp: height*width*3 floats; padded: (width + 2*radius)*3 floats.
+void blur_frame(float* frame, int height, int width, const BlurKernel& k, float* tmp, float* padded) {
+  const int row_len = width * 3, r = k.radius;
+  std::fill(padded, padded + r * 3, 0.f);
+  std::fill(padded + (r + width) * 3, padded + (width + 2 * r) * 3, 0.f);
+  for (int y = 0; y < height; ++y) {
+    std::copy(frame + y * row_len, frame + (y + 1) * row_len, padded + r * 3);
+    float* o = tmp + y * row_len;
+    std::fill(o, o + row_len, 0.f);
+    for (int j = k.first; j <= k.last; ++j) axpy(k.w[j], padded + j * 3, row_len, o);
+  }
+  for (int y = 0; y < height; ++y) {
+    float* o = frame + y * row_len;
+    std::fill(o, o + row_len, 0.f);
+    const int j_lo = std::max(k.first, r - y), j_hi = std::min(k.last, height - 1 - y + r);
+    for (int j = j_lo; j <= j_hi; ++j) axpy(k.w[j], tmp + (y + j - r) * row_len, row_len, o);
   }
 }
 
-void solarize(float* x, int64_t n_values) {
-  for (int64_t i = 0; i < n_values; ++i) x[i] = x[i] < 0.5f ? x[i] : 1.f - x[i];
+std::vector<float>& scratch(int which, size_t n) {
+  thread_local std::vector<float> buffers[3];
+  auto& b = buffers[which];
+  if (b.size() < n) b.resize(n);
+  return b;
 }
+
+}  // namespace augment_detail
 
 void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSettings& s, uint8_t* out_u8,
                   float* out_f32) {
+  using namespace augment_detail;
   if ((out_u8 == nullptr) == (out_f32 == nullptr))
     throw std::invalid_argument("augment_clip: exactly one output buffer must be given");
+  if (clip.height < 1 || clip.width < 1 || clip.num_frames() < 1) {
+    throw std::invalid_argument("augment_clip: empty clip window " + std::to_string(clip.width) + "x" +
+                                std::to_string(clip.height) + " x " + std::to_string(clip.num_frames()) + " frames");
+  }
+  for (int op : p.jitter_order) {
+    if (op < 0 || op > 3)
+      throw std::invalid_argument("augment_clip: jitter_order holds " + std::to_string(op) + "; valid ops are 0..3");
+  }
   const int S = s.crop_size;
   const int T = clip.num_frames();
-  const int64_t n_pixels = static_cast<int64_t>(T) * S * S;
-  float* x = out_f32 != nullptr ? out_f32 : scratch(0, static_cast<size_t>(n_pixels) * 3).data();
-  resize_bilinear_half_pixel(clip, S, S, s.truncate_after_resize, p.flip, x);
+  const int64_t frame_pixels = static_cast<int64_t>(S) * S;
+  const int64_t frame_values = frame_pixels * 3;
+
+  // Resize tables; flip is folded in by reading the columns in reverse order.
+  const std::vector<Interp> xs = interpolation(S, clip.width);
+  const std::vector<Interp> ys = interpolation(S, clip.height);
+  std::vector<int> lo3(S), hi3(S);
+  std::vector<float> xl(S);
+  for (int x = 0; x < S; ++x) {
+    const Interp& it = xs[p.flip ? S - 1 - x : x];
+    lo3[x] = it.lower * 3;
+    hi3[x] = it.upper * 3;
+    xl[x] = it.lerp;
+  }
+  std::vector<float>& rows = scratch(2, static_cast<size_t>(2 * S * 3 + frame_values + (S + 2 * s.blur_radius()) * 3));
+  float* row_buf[2] = {rows.data(), rows.data() + S * 3};
+  float* blur_tmp = rows.data() + 2 * S * 3;
+  float* blur_pad = blur_tmp + frame_values;
+
+  auto resize_frame = [&](int t, float* out) {
+    const uint8_t* src = clip.frames[t];
+    int cached[2] = {-1, -1};  // source rows held by row_buf[0], row_buf[1]
+    auto find = [&](int r) { return cached[0] == r ? 0 : (cached[1] == r ? 1 : -1); };
+    for (int y = 0; y < S; ++y) {
+      const int lo = ys[y].lower, hi = ys[y].upper;
+      int s_lo = find(lo), s_hi = find(hi);
+      if (s_lo < 0) {
+        s_lo = s_hi == 0 ? 1 : 0;
+        lerp_row(src + static_cast<int64_t>(lo) * clip.row_stride_bytes, lo3.data(), hi3.data(), xl.data(), S,
+                 row_buf[s_lo]);
+        cached[s_lo] = lo;
+      }
+      if (s_hi < 0) {
+        s_hi = lo == hi ? s_lo : 1 - s_lo;
+        if (lo != hi) {
+          lerp_row(src + static_cast<int64_t>(hi) * clip.row_stride_bytes, lo3.data(), hi3.data(), xl.data(), S,
+                   row_buf[s_hi]);
+          cached[s_hi] = hi;
+        }
+      }
+      const float* rp[2] = {row_buf[s_lo], row_buf[s_hi]};
+      lerp_rows(rp[0], rp[1], ys[y].lerp, S * 3, s.truncate_after_resize, out + y * S * 3);
+    }
+  };
+
+  // Op sequence after the resize; contrast needs the clip-wide mean of its input.
+  int ops[4];
+  int n_ops = 0, contrast_at = -1;
   if (p.jitter) {
     for (int op : p.jitter_order) {
-      switch (op) {
-        case kBrightness: adjust_brightness_mult(x, n_pixels, p.brightness); break;
-        case kContrast: adjust_contrast_clip(x, n_pixels, p.contrast); break;
-        case kSaturation: adjust_saturation(x, n_pixels, p.saturation); break;
-        case kHue: adjust_hue(x, n_pixels, p.hue); break;
-        default: throw std::invalid_argument("augment_clip: jitter_order holds " + std::to_string(op) +
-                                             "; valid ops are 0..3");
-      }
+      if (op == kContrast) contrast_at = n_ops;
+      ops[n_ops++] = op;
     }
   }
-  if (p.grayscale) to_grayscale(x, n_pixels);
-  if (p.blur) gaussian_blur_zero_pad(x, T, S, S, p.blur_sigma, s.blur_radius());
-  if (p.solarize) solarize(x, n_pixels * 3);
-  if (out_u8 != nullptr) {
-    for (int64_t i = 0; i < n_pixels * 3; ++i)
-      out_u8[i] = static_cast<uint8_t>(clamp01(x[i]) * 255.f + 0.5f);
-  } else {
-    for (int64_t i = 0; i < n_pixels * 3; ++i) x[i] = clamp01(x[i]);
+  const BlurKernel kernel = p.blur ? blur_kernel(p.blur_sigma, s.blur_radius()) : BlurKernel{};
+  float mean[3] = {0, 0, 0};
+  auto run_ops = [&](float* f, int from, int to) {
+    for (int i = from; i < to; ++i) {
+      switch (ops[i]) {
+        case kBrightness: brightness(f, frame_values, p.brightness); break;
+        case kContrast: contrast(f, frame_pixels, p.contrast, mean); break;
+        case kSaturation: saturation(f, frame_pixels, p.saturation); break;
+        case kHue: hue(f, frame_pixels, p.hue); break;
+      }
+    }
+  };
+  auto finish_frame = [&](float* f, int t) {
+    if (p.grayscale) grayscale(f, frame_pixels);
+    if (p.blur) blur_frame(f, S, S, kernel, blur_tmp, blur_pad);
+    if (p.solarize) solarize(f, frame_values);
+    if (out_u8 != nullptr) to_u8(f, frame_values, out_u8 + t * frame_values);
+    else clamp_to(f, frame_values, out_f32 + t * frame_values);
+  };
+
+  if (contrast_at < 0) {
+    // One pass: each frame goes through every op while it is in cache.
+    float* f = out_f32 != nullptr ? nullptr : scratch(0, static_cast<size_t>(frame_values)).data();
+    for (int t = 0; t < T; ++t) {
+      float* frame = out_f32 != nullptr ? out_f32 + t * frame_values : f;
+      resize_frame(t, frame);
+      run_ops(frame, 0, n_ops);
+      finish_frame(frame, t);
+    }
+    return;
+  }
+  // Two passes: ops before contrast and the channel sums, then contrast and the rest.
+  float* clip_buf = out_f32 != nullptr ? out_f32 : scratch(0, static_cast<size_t>(frame_values * T)).data();
+  double sums[3] = {0, 0, 0};
+  for (int t = 0; t < T; ++t) {
+    float* frame = clip_buf + t * frame_values;
+    resize_frame(t, frame);
+    run_ops(frame, 0, contrast_at);
+    channel_sums(frame, frame_pixels, sums);
+  }
+  for (int c = 0; c < 3; ++c) mean[c] = static_cast<float>(sums[c] / static_cast<double>(frame_pixels * T));
+  for (int t = 0; t < T; ++t) {
+    float* frame = clip_buf + t * frame_values;
+    run_ops(frame, contrast_at, n_ops);
+    finish_frame(frame, t);
   }
 }
 

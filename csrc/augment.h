@@ -23,19 +23,9 @@ struct ClipWindow {
 // Resize (bilinear, half-pixel centres, no antialias) -> [parity: truncate to uint8] -> flip ->
 // x/255 -> colour jitter (random order, clip after each op) -> grayscale -> blur -> solarize ->
 // clip to [0, 1]. Writes [T, S, S, 3] to exactly one of out_u8 (round(255 x)) or out_f32 (x).
-// Thread-safe; scratch memory is per thread.
+// Thread-safe; scratch memory is per thread. Works frame by frame so the data stays in cache; the
+// only clip-wide statistic (the contrast mean) takes a second pass when contrast is drawn.
 void augment_clip(const ClipWindow& clip, const ViewParams& params, const AugmentSettings& settings,
                   uint8_t* out_u8, float* out_f32);
-
-// The individual ops on a float clip [T, H, W, 3] in [0, 1], in place (exposed for tests).
-void resize_bilinear_half_pixel(const ClipWindow& clip, int out_h, int out_w, bool truncate, bool flip,
-                                float* out);
-void adjust_brightness_mult(float* x, int64_t n_pixels, float factor);
-void adjust_contrast_clip(float* x, int64_t n_pixels, float factor);
-void adjust_saturation(float* x, int64_t n_pixels, float factor);
-void adjust_hue(float* x, int64_t n_pixels, float delta);
-void to_grayscale(float* x, int64_t n_pixels);
-void gaussian_blur_zero_pad(float* x, int num_frames, int height, int width, float sigma, int radius);
-void solarize(float* x, int64_t n_values);
 
 }  // namespace cvrl
