@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -38,16 +39,23 @@ std::vector<Interp> interpolation(int out_size, int in_size) {
   return w;
 }
 
+// The pipeline works on planar frames: plane c of a frame is S*S floats, so every op is a
+// unit-stride loop that vectorises. The resize deinterleaves; the output step interleaves back.
+
 // Horizontal half of the bilinear kernel for one source row: top = tl + (tr - tl) * x_lerp, as TF.
+// Writes three planar rows of out_w values at out, out + plane_row, out + 2 * plane_row.
 CVRL_HOT void lerp_row(const uint8_t* src, const int* lo3, const int* hi3, const float* xl, int out_w, float* out) {
+  float* o0 = out;
+  float* o1 = out + out_w;
+  float* o2 = out + 2 * out_w;
   for (int x = 0; x < out_w; ++x) {
     const uint8_t* a = src + lo3[x];
     const uint8_t* b = src + hi3[x];
     const float w = xl[x];
-    for (int c = 0; c < 3; ++c) {
-      const float l = a[c], r = b[c];
-      out[3 * x + c] = l + (r - l) * w;
-    }
+    const float l0 = a[0], l1 = a[1], l2 = a[2], r0 = b[0], r1 = b[1], r2 = b[2];
+    o0[x] = l0 + (r0 - l0) * w;
+    o1[x] = l1 + (r1 - l1) * w;
+    o2[x] = l2 + (r2 - l2) * w;
   }
 }
 
@@ -68,88 +76,94 @@ CVRL_HOT void brightness(float* x, int64_t n, float f) {
   for (int64_t i = 0; i < n; ++i) x[i] = clamp01(x[i] * f);
 }
 
-CVRL_HOT void contrast(float* x, int64_t n_pixels, float f, const float* mean) {
-  const float m0 = mean[0], m1 = mean[1], m2 = mean[2];
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    x[3 * i] = clamp01((x[3 * i] - m0) * f + m0);
-    x[3 * i + 1] = clamp01((x[3 * i + 1] - m1) * f + m1);
-    x[3 * i + 2] = clamp01((x[3 * i + 2] - m2) * f + m2);
-  }
+CVRL_HOT void contrast_plane(float* x, int64_t n, float f, float m) {
+  for (int64_t i = 0; i < n; ++i) x[i] = clamp01((x[i] - m) * f + m);
 }
 
-void channel_sums(const float* x, int64_t n_pixels, double* sums) {
-  // Per-row float partial sums keep the double accumulation cheap and accurate.
-  double s0 = 0, s1 = 0, s2 = 0;
-  for (int64_t i = 0; i < n_pixels;) {
-    const int64_t end = std::min(n_pixels, i + 256);
-    float a0 = 0, a1 = 0, a2 = 0;
-    for (; i < end; ++i) {
-      a0 += x[3 * i];
-      a1 += x[3 * i + 1];
-      a2 += x[3 * i + 2];
-    }
-    s0 += a0;
-    s1 += a1;
-    s2 += a2;
+double plane_sum(const float* x, int64_t n) {
+  // Float partial sums over short runs, accumulated in double: cheap and accurate.
+  double total = 0;
+  for (int64_t i = 0; i < n;) {
+    const int64_t end = std::min(n, i + 256);
+    float acc = 0;
+    for (; i < end; ++i) acc += x[i];
+    total += acc;
   }
-  sums[0] += s0;
-  sums[1] += s1;
-  sums[2] += s2;
+  return total;
 }
 
 // Hexcone saturation scaling without the HSV round trip: with v = max, range = max - min and
 // s = range / v, TF's S <- min(S * f, 1) moves every channel toward v by the same ratio:
 // c' = v - (v - c) * min(f, v / range). Same maths as rgb->hsv->rgb, fewer roundings.
-CVRL_HOT void saturation(float* x, int64_t n_pixels, float f) {
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    float* p = x + 3 * i;
-    const float r = p[0], g = p[1], b = p[2];
-    const float v = std::max(r, std::max(g, b));
-    const float range = v - std::min(r, std::min(g, b));
-    const float ratio = range > 0.f ? std::min(f, v / range) : 1.f;
-    p[0] = clamp01(v - (v - r) * ratio);
-    p[1] = clamp01(v - (v - g) * ratio);
-    p[2] = clamp01(v - (v - b) * ratio);
+CVRL_HOT void saturation(float* r, float* g, float* b, int64_t n, float f) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float rr = r[i], gg = g[i], bb = b[i];
+    const float v = std::max(rr, std::max(gg, bb));
+    const float range = v - std::min(rr, std::min(gg, bb));
+    // range == 0 means r == g == b == v: any finite ratio leaves the pixel unchanged, so no branch.
+    const float ratio = std::min(f, v / std::max(range, 1e-30f));
+    r[i] = clamp01(v - (v - rr) * ratio);
+    g[i] = clamp01(v - (v - gg) * ratio);
+    b[i] = clamp01(v - (v - bb) * ratio);
   }
 }
 
-// Hue rotation through hexcone HSV (TF's adjust_hue model), written with selects instead of
-// branches so it vectorises.
-CVRL_HOT void hue(float* x, int64_t n_pixels, float delta) {
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    float* p = x + 3 * i;
-    const float r = p[0], g = p[1], b = p[2];
-    const float v = std::max(r, std::max(g, b));
-    const float range = v - std::min(r, std::min(g, b));
-    const float s = v > 0.f ? range / v : 0.f;
-    const float norm = 1.f / (6.f * (range > 0.f ? range : 1.f));
-    float h = r == v ? norm * (g - b) : (g == v ? norm * (b - r) + 2.f / 6.f : norm * (r - g) + 4.f / 6.f);
+// Hue rotation through hexcone HSV (TF's adjust_hue model), branch-free so it vectorises.
+// Plain selects instead of std::min/max: functions with their own optimize attribute do not inline
+// callees compiled with other options.
+#define MAX3(a, b, c) ((a) > (b) ? ((a) > (c) ? (a) : (c)) : ((b) > (c) ? (b) : (c)))
+#define MIN3(a, b, c) ((a) < (b) ? ((a) < (c) ? (a) : (c)) : ((b) < (c) ? (b) : (c)))
+#define CLAMP01(x) ((x) < 0.f ? 0.f : ((x) > 1.f ? 1.f : (x)))
+// no-trapping-math only lets the vectoriser if-convert; FP exceptions are never observed and no
+// value changes (unlike -ffast-math).
+CVRL_HOT __attribute__((optimize("no-trapping-math"))) void hue(float* r, float* g, float* b, int64_t n, float delta) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float rr = r[i], gg = g[i], bb = b[i];
+    const float v = MAX3(rr, gg, bb);
+    const float range = v - MIN3(rr, gg, bb);
+    // Divisions are unconditional (guarded denominators) so the loop has no control flow; the
+    // results for grey pixels (range == 0) are discarded by the selects below.
+    const float s = range / (v > 1e-30f ? v : 1e-30f);
+    const float norm = 1.f / (6.f * (range > 1e-30f ? range : 1e-30f));
+    const float h_r = norm * (gg - bb);
+    const float h_g = norm * (bb - rr) + 2.f / 6.f;
+    const float h_b = norm * (rr - gg) + 4.f / 6.f;
+    const bool r_max = rr == v, g_max = gg == v;
+    float h = g_max ? h_g : h_b;
+    h = r_max ? h_r : h;
     h = range > 0.f ? h : 0.f;
     h = h < 0.f ? h + 1.f : h;
-    h += delta;
-    h -= std::floor(h);  // wrap to [0, 1)
+    h += delta;  // in (-1, 2): wrap to [0, 1) with a truncating conversion (vectorises, unlike floor)
+    const float h_int = static_cast<float>(static_cast<int>(h));
+    h -= h < h_int ? h_int - 1.f : h_int;
     h = h >= 1.f ? 0.f : h;
     const float c = s * v;
     const float m = v - c;
     const float dh = h * 6.f;
-    const float sector_f = std::floor(dh);
-    const int sector = static_cast<int>(sector_f) % 6;
-    const float fm = dh - 2.f * std::floor(dh * 0.5f);  // fmod(dh, 2) for dh >= 0
-    const float xx = c * (1.f - std::fabs(fm - 1.f));
-    const float rr = (sector == 0 || sector == 5) ? c : ((sector == 1 || sector == 4) ? xx : 0.f);
-    const float gg = (sector == 1 || sector == 2) ? c : ((sector == 0 || sector == 3) ? xx : 0.f);
-    const float bb = (sector == 3 || sector == 4) ? c : ((sector == 2 || sector == 5) ? xx : 0.f);
-    p[0] = clamp01(rr + m);
-    p[1] = clamp01(gg + m);
-    p[2] = clamp01(bb + m);
+    const float sector = static_cast<float>(static_cast<int>(dh));                  // floor, dh >= 0: 0..5
+    const float fm = dh - 2.f * static_cast<float>(static_cast<int>(dh * 0.5f));    // fmod(dh, 2)
+    const float xx = c * (1.f - __builtin_fabsf(fm - 1.f));
+    // Sector -> (r, g, b) = (c,x,0) (x,c,0) (0,c,x) (0,x,c) (x,0,c) (c,0,x)
+    // Bitwise | (not ||) keeps the selects free of control flow.
+    const bool s0 = sector == 0.f, s1 = sector == 1.f, s2 = sector == 2.f, s3 = sector == 3.f, s4 = sector == 4.f;
+    const bool s5 = !(s0 | s1 | s2 | s3 | s4);
+    const float out_r = (s0 | s5) ? c : ((s1 | s4) ? xx : 0.f);
+    const float out_g = (s1 | s2) ? c : ((s0 | s3) ? xx : 0.f);
+    const float out_b = (s3 | s4) ? c : ((s2 | s5) ? xx : 0.f);
+    r[i] = CLAMP01(out_r + m);
+    g[i] = CLAMP01(out_g + m);
+    b[i] = CLAMP01(out_b + m);
   }
 }
 
-CVRL_HOT void grayscale(float* x, int64_t n_pixels) {
-  for (int64_t i = 0; i < n_pixels; ++i) {
-    float* p = x + 3 * i;
-    const float y = 0.2989f * p[0] + 0.5870f * p[1] + 0.1140f * p[2];
-    p[0] = p[1] = p[2] = y;
+#undef MAX3
+#undef MIN3
+#undef CLAMP01
+
+CVRL_HOT void grayscale(float* r, float* g, float* b, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float y = 0.2989f * r[i] + 0.5870f * g[i] + 0.1140f * b[i];
+    r[i] = g[i] = b[i] = y;
   }
 }
 
@@ -158,12 +172,28 @@ CVRL_HOT void solarize(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = std::min(x[i], 1.f - x[i]);
 }
 
-CVRL_HOT void to_u8(const float* x, int64_t n, uint8_t* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<uint8_t>(static_cast<int>(clamp01(x[i]) * 255.f + 0.5f));
+// round(255 * clamp(x)) of a planar run into int32 (vectorised), for interleaving.
+CVRL_HOT void quantize(const float* x, int64_t n, int32_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = std::min(std::max(x[i] * 255.f + 0.5f, 0.5f), 255.5f);
+    out[i] = static_cast<int32_t>(v);
+  }
 }
 
-CVRL_HOT void clamp_to(const float* x, int64_t n, float* out) {
-  for (int64_t i = 0; i < n; ++i) out[i] = clamp01(x[i]);
+void interleave_u8(const int32_t* q0, const int32_t* q1, const int32_t* q2, int64_t n, uint8_t* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[3 * i] = static_cast<uint8_t>(q0[i]);
+    out[3 * i + 1] = static_cast<uint8_t>(q1[i]);
+    out[3 * i + 2] = static_cast<uint8_t>(q2[i]);
+  }
+}
+
+void interleave_f32(const float* p0, const float* p1, const float* p2, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) {
+    out[3 * i] = clamp01(p0[i]);
+    out[3 * i + 1] = clamp01(p1[i]);
+    out[3 * i + 2] = clamp01(p2[i]);
+  }
 }
 
 CVRL_HOT void axpy(float w, const float* src, int n, float* acc) {
@@ -194,23 +224,50 @@ BlurKernel blur_kernel(float sigma, int radius) {
   return k;
 }
 
-// Separable blur of one frame with zero padding (the reference's SAME depthwise convs): borders
-// darken. tmp: height*width*3 floats; padded: (width + 2*radius)*3 floats.
-void blur_frame(float* frame, int height, int width, const BlurKernel& k, float* tmp, float* padded) {
-  const int row_len = width * 3, r = k.radius;
-  std::fill(padded, padded + r * 3, 0.f);
-  std::fill(padded + (r + width) * 3, padded + (width + 2 * r) * 3, 0.f);
+typedef float v8sf __attribute__((vector_size(32)));
+
+inline v8sf load8(const float* p) {
+  v8sf v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// out[i] = sum_j w[j] * in[i + j * stride] for i in [0, n), taps j = first..last accumulated in
+// order (so results do not depend on the vector width). Eight outputs per step stay in registers.
+CVRL_HOT void conv_taps(const float* in, int64_t stride, const float* w, int first, int last, int n, float* out) {
+  int i = 0;
+  for (; i + 16 <= n; i += 16) {
+    v8sf a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0;
+    for (int j = first; j <= last; ++j) {
+      const float* src = in + j * stride + i;
+      a0 += w[j] * load8(src);
+      a1 += w[j] * load8(src + 8);
+    }
+    std::memcpy(out + i, &a0, sizeof(a0));
+    std::memcpy(out + i + 8, &a1, sizeof(a1));
+  }
+  for (; i < n; ++i) {
+    float acc = 0.f;
+    for (int j = first; j <= last; ++j) acc += w[j] * in[j * stride + i];
+    out[i] = acc;
+  }
+}
+
+// Separable blur of one plane with zero padding (the reference's SAME depthwise convs): borders
+// darken. tmp: height*width floats; padded: width + 2*radius floats.
+void blur_plane(float* plane, int height, int width, const BlurKernel& k, float* tmp, float* padded) {
+  const int r = k.radius;
+  std::fill(padded, padded + r, 0.f);
+  std::fill(padded + r + width, padded + width + 2 * r, 0.f);
   for (int y = 0; y < height; ++y) {
-    std::copy(frame + y * row_len, frame + (y + 1) * row_len, padded + r * 3);
-    float* o = tmp + y * row_len;
-    std::fill(o, o + row_len, 0.f);
-    for (int j = k.first; j <= k.last; ++j) axpy(k.w[j], padded + j * 3, row_len, o);
+    std::copy(plane + y * width, plane + (y + 1) * width, padded + r);
+    conv_taps(padded, 1, k.w.data(), k.first, k.last, width, tmp + y * width);
   }
   for (int y = 0; y < height; ++y) {
-    float* o = frame + y * row_len;
-    std::fill(o, o + row_len, 0.f);
+    // Rows outside the frame are zero: drop their taps.
     const int j_lo = std::max(k.first, r - y), j_hi = std::min(k.last, height - 1 - y + r);
-    for (int j = j_lo; j <= j_hi; ++j) axpy(k.w[j], tmp + (y + j - r) * row_len, row_len, o);
+    conv_taps(tmp + static_cast<int64_t>(y + j_lo - r) * width, width, k.w.data() + j_lo, 0, j_hi - j_lo, width,
+              plane + y * width);
   }
 }
 
@@ -238,8 +295,8 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
   }
   const int S = s.crop_size;
   const int T = clip.num_frames();
-  const int64_t frame_pixels = static_cast<int64_t>(S) * S;
-  const int64_t frame_values = frame_pixels * 3;
+  const int64_t plane = static_cast<int64_t>(S) * S;  // values per channel plane
+  const int64_t frame_values = plane * 3;
 
   // Resize tables; flip is folded in by reading the columns in reverse order.
   const std::vector<Interp> xs = interpolation(S, clip.width);
@@ -252,12 +309,14 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
     hi3[x] = it.upper * 3;
     xl[x] = it.lerp;
   }
-  std::vector<float>& rows = scratch(2, static_cast<size_t>(2 * S * 3 + frame_values + (S + 2 * s.blur_radius()) * 3));
-  float* row_buf[2] = {rows.data(), rows.data() + S * 3};
-  float* blur_tmp = rows.data() + 2 * S * 3;
-  float* blur_pad = blur_tmp + frame_values;
+  const int radius = s.blur_radius();
+  std::vector<float>& work = scratch(2, static_cast<size_t>(2 * S * 3 + plane + S + 2 * radius + frame_values));
+  float* row_buf[2] = {work.data(), work.data() + S * 3};  // planar horizontal rows (3 x S)
+  float* blur_tmp = work.data() + 2 * S * 3;
+  float* blur_pad = blur_tmp + plane;
+  auto* quant = reinterpret_cast<int32_t*>(blur_pad + S + 2 * radius);  // frame_values int32 (same size)
 
-  auto resize_frame = [&](int t, float* out) {
+  auto resize_frame = [&](int t, float* out) {  // out: planar frame (3 planes of S*S)
     const uint8_t* src = clip.frames[t];
     int cached[2] = {-1, -1};  // source rows held by row_buf[0], row_buf[1]
     auto find = [&](int r) { return cached[0] == r ? 0 : (cached[1] == r ? 1 : -1); };
@@ -278,8 +337,10 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
           cached[s_hi] = hi;
         }
       }
-      const float* rp[2] = {row_buf[s_lo], row_buf[s_hi]};
-      lerp_rows(rp[0], rp[1], ys[y].lerp, S * 3, s.truncate_after_resize, out + y * S * 3);
+      for (int c = 0; c < 3; ++c) {
+        lerp_rows(row_buf[s_lo] + c * S, row_buf[s_hi] + c * S, ys[y].lerp, S, s.truncate_after_resize,
+                  out + c * plane + static_cast<int64_t>(y) * S);
+      }
     }
   };
 
@@ -292,47 +353,55 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
       ops[n_ops++] = op;
     }
   }
-  const BlurKernel kernel = p.blur ? blur_kernel(p.blur_sigma, s.blur_radius()) : BlurKernel{};
+  const BlurKernel kernel = p.blur ? blur_kernel(p.blur_sigma, radius) : BlurKernel{};
   float mean[3] = {0, 0, 0};
   auto run_ops = [&](float* f, int from, int to) {
+    float *r = f, *g = f + plane, *b = f + 2 * plane;
     for (int i = from; i < to; ++i) {
       switch (ops[i]) {
         case kBrightness: brightness(f, frame_values, p.brightness); break;
-        case kContrast: contrast(f, frame_pixels, p.contrast, mean); break;
-        case kSaturation: saturation(f, frame_pixels, p.saturation); break;
-        case kHue: hue(f, frame_pixels, p.hue); break;
+        case kContrast:
+          for (int c = 0; c < 3; ++c) contrast_plane(f + c * plane, plane, p.contrast, mean[c]);
+          break;
+        case kSaturation: saturation(r, g, b, plane, p.saturation); break;
+        case kHue: hue(r, g, b, plane, p.hue); break;
       }
     }
   };
   auto finish_frame = [&](float* f, int t) {
-    if (p.grayscale) grayscale(f, frame_pixels);
-    if (p.blur) blur_frame(f, S, S, kernel, blur_tmp, blur_pad);
+    float *r = f, *g = f + plane, *b = f + 2 * plane;
+    if (p.grayscale) grayscale(r, g, b, plane);
+    if (p.blur)
+      for (int c = 0; c < 3; ++c) blur_plane(f + c * plane, S, S, kernel, blur_tmp, blur_pad);
     if (p.solarize) solarize(f, frame_values);
-    if (out_u8 != nullptr) to_u8(f, frame_values, out_u8 + t * frame_values);
-    else clamp_to(f, frame_values, out_f32 + t * frame_values);
+    if (out_u8 != nullptr) {
+      quantize(f, frame_values, quant);
+      interleave_u8(quant, quant + plane, quant + 2 * plane, plane, out_u8 + t * frame_values);
+    } else {
+      interleave_f32(r, g, b, plane, out_f32 + t * frame_values);
+    }
   };
 
   if (contrast_at < 0) {
     // One pass: each frame goes through every op while it is in cache.
-    float* f = out_f32 != nullptr ? nullptr : scratch(0, static_cast<size_t>(frame_values)).data();
+    float* f = scratch(0, static_cast<size_t>(frame_values)).data();
     for (int t = 0; t < T; ++t) {
-      float* frame = out_f32 != nullptr ? out_f32 + t * frame_values : f;
-      resize_frame(t, frame);
-      run_ops(frame, 0, n_ops);
-      finish_frame(frame, t);
+      resize_frame(t, f);
+      run_ops(f, 0, n_ops);
+      finish_frame(f, t);
     }
     return;
   }
   // Two passes: ops before contrast and the channel sums, then contrast and the rest.
-  float* clip_buf = out_f32 != nullptr ? out_f32 : scratch(0, static_cast<size_t>(frame_values * T)).data();
+  float* clip_buf = scratch(0, static_cast<size_t>(frame_values * T)).data();
   double sums[3] = {0, 0, 0};
   for (int t = 0; t < T; ++t) {
     float* frame = clip_buf + t * frame_values;
     resize_frame(t, frame);
     run_ops(frame, 0, contrast_at);
-    channel_sums(frame, frame_pixels, sums);
+    for (int c = 0; c < 3; ++c) sums[c] += plane_sum(frame + c * plane, plane);
   }
-  for (int c = 0; c < 3; ++c) mean[c] = static_cast<float>(sums[c] / static_cast<double>(frame_pixels * T));
+  for (int c = 0; c < 3; ++c) mean[c] = static_cast<float>(sums[c] / static_cast<double>(plane * T));
   for (int t = 0; t < T; ++t) {
     float* frame = clip_buf + t * frame_values;
     run_ops(frame, contrast_at, n_ops);
