@@ -75,6 +75,7 @@ struct MemorySource {
 
 struct PacketEntry {
   int64_t pts = kNoPts, dts = kNoPts, pos = -1, duration = 0;
+  int size = 0;
   bool key = false;
   int64_t frame = -1;  // presentation index of the frame this packet yields, -1 if none
 };
@@ -158,6 +159,7 @@ struct VideoReader::Impl {
   // skipped_run[d] == run: packet d was sent with AVDISCARD_NONREF since the last flush (its frame may
   // have been dropped). `run` increments on every flush, so the vector never needs clearing.
   std::vector<int64_t> skipped_run;
+  std::vector<int64_t> fed_run;  // fed_run[d] == run: packet d was fed normally (its frame must come out)
   int64_t run = 1;
 
   // Conversion.
@@ -182,8 +184,13 @@ struct VideoReader::Impl {
       throw std::runtime_error("cannot open video " + where() + ": " + ff::error_string(ret));
     }
     fmt.reset(raw);
-    ret = avformat_find_stream_info(fmt.get(), nullptr);
-    if (ret < 0) throw std::runtime_error("cannot read stream info of " + where() + ": " + ff::error_string(ret));
+    // MP4/MOV and Matroska/WebM headers describe the video stream completely (size, codec, extradata,
+    // frame rate); probing by decoding (avformat_find_stream_info) would only repeat work the index
+    // build does anyway. Other containers (MPEG-PS/TS, AVI, raw streams) need the probe.
+    if (!header_is_complete()) {
+      ret = avformat_find_stream_info(fmt.get(), nullptr);
+      if (ret < 0) throw std::runtime_error("cannot read stream info of " + where() + ": " + ff::error_string(ret));
+    }
 
     ret = av_find_best_stream(fmt.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
     if (ret == AVERROR_STREAM_NOT_FOUND) throw std::invalid_argument("no video stream in " + where());
@@ -217,6 +224,23 @@ struct VideoReader::Impl {
     build_index();
   }
 
+  bool header_is_complete() const {
+    const std::string format = fmt->iformat->name;
+    if (format.find("mov") == std::string::npos && format.find("matroska") == std::string::npos) return false;
+    int videos = 0;
+    for (unsigned i = 0; i < fmt->nb_streams; ++i) {
+      const AVCodecParameters* par = fmt->streams[i]->codecpar;
+      if (par->codec_type != AVMEDIA_TYPE_VIDEO) continue;
+      if (fmt->streams[i]->disposition & AV_DISPOSITION_ATTACHED_PIC) continue;
+      ++videos;
+      if (par->codec_id == AV_CODEC_ID_NONE || par->width <= 0 || par->height <= 0) return false;
+      // Codecs whose decoder needs out-of-band headers must have them in the container.
+      if ((par->codec_id == AV_CODEC_ID_H264 || par->codec_id == AV_CODEC_ID_HEVC) && par->extradata_size <= 0)
+        return false;
+    }
+    return videos == 1;
+  }
+
   void open_decoder() {
     AVStream* st = fmt->streams[stream_index];
     dec.reset(avcodec_alloc_context3(codec));
@@ -243,6 +267,7 @@ struct VideoReader::Impl {
       e.dts = pkt->dts;
       e.pos = pkt->pos;
       e.duration = pkt->duration;
+      e.size = pkt->size;
       e.key = (pkt->flags & AV_PKT_FLAG_KEY) != 0;
       e.frame = (pkt->flags & AV_PKT_FLAG_DISCARD) ? -2 : -1;  // -2: decoded but never output
       packets.push_back(e);
@@ -267,7 +292,10 @@ struct VideoReader::Impl {
       for (size_t i = 0; i < packets.size(); ++i)
         if (packets[i].key) keyframes.push_back(static_cast<int64_t>(i));
       set_frames(by_pts);
-      pts_ok = confirm_first_frame();
+      // A stream that starts with a keyframe presented first outputs it first: nothing to confirm.
+      // Otherwise (starts mid-GOP, open-GOP leading pictures) decode from the start to find out.
+      const bool clean_start = packets.front().key && packets.front().frame == 0;
+      if (!clean_start) pts_ok = confirm_first_frame();
     }
     if (!pts_ok) {
       sequential = true;
@@ -326,8 +354,10 @@ struct VideoReader::Impl {
     if (k == kNoPts) return -1;
     auto it = packet_by_key.find(k);
     if (it == packet_by_key.end()) return -1;
-    // Guard against a position match on a partial packet after a seek: timestamps must agree too.
+    // After a seek, parsers (MPEG-PS/TS) may emit a partial first packet with the right position and
+    // timestamp: only a packet with the same size and timestamps is the indexed one.
     const PacketEntry& e = packets[it->second];
+    if (p->size != e.size) return -1;
     if (p->pts != kNoPts && e.pts != kNoPts && p->pts != e.pts) return -1;
     return it->second;
   }
@@ -773,14 +803,28 @@ struct VideoReader::Impl {
   }
 
   // Timestamp mode: one forward sweep over the sorted targets.
+  //
+  // A "run" is the decoder's life between two flushes: it starts at a keyframe (start_at) and feeds
+  // packets in decode order. Per packet we remember, for the current run, whether it was fed normally
+  // (fed_run) or with the non-reference skip (skipped_run), so a target is declared lost only when its
+  // packet was fed normally in this run and a later frame (or the end of the run) came out first.
   template <class Emit>
   void sweep(const std::vector<int64_t>& targets, std::vector<char>& done, std::vector<int64_t>& failed, Emit&& emit) {
     // need[d] = 1 if the packet at decode index d yields a target frame.
     std::vector<char> need(packets.size(), 0);
     for (int64_t t : targets) need[frame_packet[t]] = 1;
-    size_t next = 0;  // first target not yet done or failed
+    if (skipped_run.size() != packets.size()) {
+      skipped_run.assign(packets.size(), 0);
+      fed_run.assign(packets.size(), 0);
+    }
+    size_t next = 0;  // first target not yet done (or failed)
     auto advance = [&] {
       while (next < targets.size() && done[next]) ++next;
+    };
+    auto fed_normally = [&](int64_t t) { return fed_run[frame_packet[t]] == run; };
+    auto fail = [&](size_t k) {
+      done[k] = 1;
+      failed.push_back(targets[k]);
     };
     auto on_frame = [&](AVFrame* f) {
       ++stats.frames_decoded;
@@ -789,14 +833,9 @@ struct VideoReader::Impl {
       if (it == frame_pts.end() || *it != ts) return true;  // not a frame of the index (e.g. a leading picture)
       const int64_t q = it - frame_pts.begin();
       last_output = q;
-      // Targets presented before q whose packets were already fed will never come out: corrupt.
-      while (next < targets.size() && targets[next] < q) {
-        if (!done[next] && frame_packet[targets[next]] < next_packet) {
-          done[next] = 1;
-          failed.push_back(targets[next]);
-        } else {
-          break;
-        }
+      // Frames come out in presentation order: a target before q fed normally in this run is lost.
+      while (next < targets.size() && targets[next] < q && !done[next] && fed_normally(targets[next])) {
+        fail(next);
         advance();
       }
       auto tk = std::lower_bound(targets.begin() + next, targets.end(), q);
@@ -810,53 +849,73 @@ struct VideoReader::Impl {
       advance();
       return true;
     };
+    // Ends the run: drain the decoder so every frame it holds comes out now, without feeding it more
+    // packets. Targets fed normally in this run that did not come out are lost.
+    auto end_run = [&] {
+      drain(on_frame);
+      state_valid = false;
+      for (size_t k = next; k < targets.size(); ++k)
+        if (!done[k] && fed_normally(targets[k])) fail(k);
+      advance();
+    };
+    // True while some pending target is reachable in this run (its keyframe was fed) but its packet is
+    // still ahead; once none is, the run has nothing left to give.
+    auto run_needs_more = [&] {
+      for (size_t k = next; k < targets.size(); ++k) {
+        if (done[k]) continue;
+        const int64_t t = targets[k];
+        if (frame_start[t] < next_packet && frame_packet[t] >= next_packet) return true;
+      }
+      return false;
+    };
 
-    if (skipped_run.size() != packets.size()) skipped_run.assign(packets.size(), 0);
-    // Bounds the packets fed from one start point (a run reads each packet at most once before EOF).
-    const int64_t run_budget = static_cast<int64_t>(packets.size()) + 64;
-    int64_t budget = run_budget;
+    advance();
     while (next < targets.size()) {
       const int64_t p = targets[next];
       const int64_t pk = frame_packet[p];
       // Decode forward (no seek) when the decoder already holds p's start keyframe, p has not been
-      // output yet, and p's packet is either still ahead or was fed without the non-reference skip.
+      // output yet, and p's packet is either still ahead or was fed normally.
       const bool can_continue = state_valid && !drained && frame_start[p] < next_packet && p > last_output &&
                                 (pk >= next_packet || skipped_run[pk] != run);
-      if (!can_continue) {
-        start_at(frame_start[p]);
-        budget = run_budget;
-      }
-      // Feed packets until target p is out (or known lost).
+      if (!can_continue) start_at(frame_start[p]);
+      // Bounds the packets fed in one run (each packet is read at most once before EOF).
+      int64_t budget = static_cast<int64_t>(packets.size()) + 64;
       while (next < targets.size() && targets[next] == p && !done[next]) {
         if (--budget < 0) throw std::runtime_error("decoder made no progress on " + where());
         if (!pending) {
-          if (demux_eof || read_video_packet() < 0) {
+          if (!run_needs_more()) {
+            end_run();
+          } else if (demux_eof || read_video_packet() < 0) {
             demux_eof = true;
-            drain(on_frame);
-            state_valid = false;
-            // The stream is exhausted: whatever has not come out by now never will.
-            for (size_t k = next; k < targets.size(); ++k)
-              if (!done[k]) {
-                done[k] = 1;
-                failed.push_back(targets[k]);
-              }
-            advance();
+            end_run();
+          } else {
+            const int64_t d = identify(pkt.get());
+            if (d >= 0 && d != next_packet) state_valid = false;  // demuxer skipped or repeated: resync later
+            if (d >= 0) next_packet = d;
+            pending = true;
+          }
+          if (!pending) {
+            // The run ended without p: this run started at or before p's keyframe, so p was fed (and
+            // not output) or the stream ended first. Either way it is lost; never retry endlessly.
+            if (next < targets.size() && targets[next] == p && !done[next]) {
+              fail(next);
+              advance();
+            }
             break;
           }
-          const int64_t d = identify(pkt.get());
-          if (d >= 0 && d != next_packet) state_valid = false;  // demuxer skipped or repeated: resync
-          if (d >= 0) next_packet = d;
         }
         pending = false;
         ff::PacketUnref unref{pkt.get()};
         const int64_t d = next_packet;
-        const bool useful = d < static_cast<int64_t>(need.size()) && need[d];
+        const bool known = d < static_cast<int64_t>(need.size());
+        const bool useful = known && need[d];
         ++next_packet;
-        if (!useful && d < static_cast<int64_t>(skipped_run.size())) skipped_run[d] = run;
+        if (!useful && known) skipped_run[d] = run;
         if (!useful && (pkt->flags & AV_PKT_FLAG_DISPOSABLE)) {
           ++stats.packets_skipped;  // the container says nothing references it: never decode it
           continue;
         }
+        if (useful) fed_run[d] = run;
         dec->skip_frame = useful ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
         ++stats.packets_sent;
         if (!useful) ++stats.nonref_skip_sent;
