@@ -1,0 +1,329 @@
+"""Loader benchmark: CVRL training pairs per second (one pair = both augmented 16x224x224x3 views).
+
+Data (benchmarks/conftest.py): 10 s, 25 fps, short-side-256 clips cut from the real footage, as x264
+default-GOP mp4, as `-g 16` mp4, and as reference TFRecords (SequenceExample, one q90 JPEG per frame,
+written by `cvrl_fast.tfrecord` from the default-GOP clips).
+
+Contenders, each producing the full CVRL pair (two clips, crop, resize 224, flip, jitter p=0.8,
+grayscale p=0.2, blur p=1/0.1, solarize p=0/0.2):
+  cvrl_fast    `cvrl_fast.PairLoader` (C++ threads, crop-window decode) with 1 and 2 threads.
+  (a) tf.data  the reference pipeline written with TF ops on the TFRecords: decode every JPEG of both
+               clips at full size, sample_distorted_bounding_box crop, resize, SimCLR jitter, blur.
+  (b) decord   `decord.VideoReader.get_batch` + NumPy/OpenCV augmentation in a 2-thread pool.
+  (c) decode   decode only (no augmentation): cvrl_fast full-frame decode of the 32 frames of a pair
+               (mp4: VideoReader.get_frames; TFRecord: decode_jpeg_frames), 2-thread pool. A ceiling
+               for any pipeline that decodes whole frames.
+
+Run: `python benchmarks/bench_loader.py [--pairs N]` prints the table for benchmarks/README.md;
+`make bench` runs the pytest-benchmark entry points (cvrl_fast only).
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import os
+import pathlib
+import platform
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import cvrl_fast
+from cvrl_fast import _C
+from cvrl_fast._augment import AugmentConfig, sample_params
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+TFRECORD = ROOT / ".cache" / "bench_loader" / "videos.tfrecord"
+CFG = AugmentConfig()
+BATCH = 8
+
+
+# ------------------------------------------------------------------ data
+
+def bench_data() -> dict[str, list[str]]:
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    try:
+        from conftest import make_bench_clips
+    finally:
+        sys.path.pop(0)
+    clips = {k: [str(p) for p in v] for k, v in make_bench_clips().items()}
+    if not TFRECORD.exists():
+        from cvrl_fast.tfrecord import write_tfrecord
+        TFRECORD.parent.mkdir(parents=True, exist_ok=True)
+        tmp = TFRECORD.with_suffix(".tmp.tfrecord")
+        write_tfrecord(str(tmp), clips["default_gop"], fps=25.0, quality=90)
+        tmp.rename(TFRECORD)
+    clips["tfrecord"] = [str(TFRECORD)]
+    return clips
+
+
+# ------------------------------------------------------------------ cvrl_fast
+
+def run_cvrl(sources, num_threads: int, num_pairs: int) -> float:
+    """pairs/s of PairLoader after one warm-up batch."""
+    with cvrl_fast.PairLoader(sources, batch_size=BATCH, seed=0, num_threads=num_threads,
+                              prefetch_batches=2) as loader:
+        next(loader)
+        t0 = time.perf_counter()
+        done = 0
+        while done < num_pairs:
+            done += len(next(loader)["index"])
+        return done / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ shared: sample plans for (b), (c)
+
+def _plans(paths, num_pairs, seed=0):
+    info = {}
+    for p in paths:
+        r = _C.VideoReader(p)
+        info[p] = (r.num_frames, r.height, r.width)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(num_pairs):
+        p = paths[int(rng.integers(len(paths)))]
+        n, h, w = info[p]
+        out.append((p, sample_params(n, h, w, seed, index=i, config=AugmentConfig(target_fps=None))))
+    return out
+
+
+def _pool_rate(fn, items, num_threads):
+    with futures.ThreadPoolExecutor(num_threads) as pool:
+        list(pool.map(fn, items[:num_threads]))  # warm-up
+        t0 = time.perf_counter()
+        list(pool.map(fn, items))
+        return len(items) / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ (b) decord + NumPy/OpenCV
+
+def _numpy_view(frames, v, blur_radius=11):
+    import cv2
+
+    x, y, w, h = v["crop"]
+    out = np.empty((len(frames), 224, 224, 3), np.float32)
+    for t, f in enumerate(frames):
+        r = cv2.resize(f[y:y + h, x:x + w], (224, 224), interpolation=cv2.INTER_LINEAR)
+        out[t] = r
+    out = np.floor(out) / 255.0
+    if v["flip"]:
+        out = out[:, :, ::-1]
+    out = np.ascontiguousarray(out, dtype=np.float32)
+    if v["jitter"]:
+        for op in v["jitter_order"]:
+            if op == "brightness":
+                out *= v["brightness"]
+            elif op == "contrast":
+                mean = out.reshape(-1, 3).mean(0)
+                out = (out - mean) * v["contrast"] + mean
+            else:
+                flat = out.reshape(-1, 1, 3)
+                hsv = cv2.cvtColor(flat, cv2.COLOR_RGB2HSV)  # float32: H in degrees
+                if op == "saturation":
+                    hsv[..., 1] = np.clip(hsv[..., 1] * v["saturation"], 0, 1)
+                else:
+                    hsv[..., 0] = (hsv[..., 0] + 360.0 * v["hue"]) % 360.0
+                out = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB).reshape(out.shape)
+            np.clip(out, 0, 1, out=out)
+    if v["grayscale"]:
+        g = out @ np.array([0.2989, 0.5870, 0.1140], np.float32)
+        out = np.repeat(g[..., None], 3, axis=-1)
+    if v["blur"]:
+        k = np.exp(-np.arange(-blur_radius, blur_radius + 1) ** 2 / (2 * v["blur_sigma"] ** 2)).astype(np.float32)
+        k /= k.sum()
+        for t in range(len(out)):
+            out[t] = cv2.sepFilter2D(out[t], -1, k, k, borderType=cv2.BORDER_CONSTANT)
+    if v["solarize"]:
+        out = np.where(out < 0.5, out, 1 - out)
+    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def _decord_pair(item):
+    import decord
+
+    path, plan = item
+    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
+    frames = decord.VideoReader(path, num_threads=1).get_batch(idx).asnumpy()
+    pos = {f: i for i, f in enumerate(idx)}
+    return tuple(_numpy_view(frames[[pos[i] for i in plan[v]["indices"]]], plan[v]) for v in ("view1", "view2"))
+
+
+def run_decord(paths, num_threads, num_pairs):
+    import cv2
+    cv2.setNumThreads(1)
+    return _pool_rate(_decord_pair, _plans(paths, num_pairs), num_threads)
+
+
+# ------------------------------------------------------------------ (c) decode only
+
+def _decode_pair(item):
+    path, plan = item
+    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
+    return _C.VideoReader(path).get_frames(idx, None, None)
+
+
+def run_decode_only(paths, num_threads, num_pairs):
+    return _pool_rate(_decode_pair, _plans(paths, num_pairs), num_threads)
+
+
+def run_decode_only_jpeg(tfrecord, num_threads, num_pairs):
+    refs = _C.index_tfrecord(tfrecord)
+    rng = np.random.default_rng(0)
+    items = []
+    for i in range(num_pairs):
+        off, length = refs[int(rng.integers(len(refs)))]
+        items.append((off, length, i))
+
+    def work(item):
+        off, length, i = item
+        with open(tfrecord, "rb") as f:
+            f.seek(off)
+            frames, _, _ = _C.parse_video_record(f.read(length))
+        plan = sample_params(len(frames), 256, 256, 0, index=i, config=AugmentConfig(target_fps=None))
+        idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
+        return cvrl_fast.decode_jpeg_frames([frames[j] for j in idx])
+
+    return _pool_rate(work, items, num_threads)
+
+
+# ------------------------------------------------------------------ (a) reference tf.data pipeline
+
+def reference_dataset(tfrecord: str, batch_size: int, num_threads: int):
+    """The reference's pretraining input pipeline (TF ops), as in video_ssl + SimCLR preprocessing."""
+    import tensorflow as tf
+
+    T, S, STRIDE = 16, 224, 2
+
+    def parse(record):
+        _, seq = tf.io.parse_single_sequence_example(
+            record, sequence_features={"image/encoded": tf.io.FixedLenSequenceFeature([], tf.string)})
+        return seq["image/encoded"]
+
+    def jitter(x):
+        def op(i, x):
+            b = lambda: x * tf.random.uniform([], 0.2, 1.8)  # noqa: E731
+            c = lambda: tf.image.random_contrast(x, 0.2, 1.8)  # noqa: E731
+            s = lambda: tf.image.random_saturation(x, 0.2, 1.8)  # noqa: E731
+            h = lambda: tf.image.random_hue(x, 0.2)  # noqa: E731
+            return tf.switch_case(i, [b, c, s, h])
+        perm = tf.random.shuffle(tf.range(4))
+        for i in range(4):
+            x = tf.clip_by_value(op(perm[i], x), 0.0, 1.0)
+        return x
+
+    def blur(x):
+        sigma = tf.random.uniform([], 0.1, 2.0)
+        r = tf.range(-11, 12, dtype=tf.float32)
+        k = tf.exp(-tf.square(r) / (2.0 * sigma * sigma))
+        k /= tf.reduce_sum(k)
+        kh = tf.tile(tf.reshape(k, [1, 23, 1, 1]), [1, 1, 3, 1])
+        kv = tf.tile(tf.reshape(k, [23, 1, 1, 1]), [1, 1, 3, 1])
+        x = tf.nn.depthwise_conv2d(x, kh, [1, 1, 1, 1], "SAME")
+        return tf.nn.depthwise_conv2d(x, kv, [1, 1, 1, 1], "SAME")
+
+    def maybe(p, fn, x):
+        return tf.cond(tf.random.uniform([]) < p, lambda: fn(x), lambda: x)
+
+    def view(frames, idx, blur_p, solarize_p):
+        clip = tf.map_fn(lambda s: tf.io.decode_jpeg(s, channels=3), tf.gather(frames, idx),
+                         fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))  # full-size decode
+        shape = tf.shape(clip)
+        begin, size, _ = tf.image.sample_distorted_bounding_box(
+            shape[1:], tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), min_object_covered=0.1,
+            aspect_ratio_range=(0.5, 2.0), area_range=(0.3, 1.0), max_attempts=100)
+        clip = tf.slice(clip, tf.concat([[0], begin], 0), tf.concat([[T], size], 0))
+        clip = tf.cast(tf.image.resize(clip, [S, S]), tf.uint8)
+        clip = tf.image.convert_image_dtype(clip, tf.float32)
+        clip = maybe(0.5, lambda x: tf.reverse(x, [2]), clip)
+        hw = tf.shape(clip)
+        clip = maybe(0.8, lambda x: tf.reshape(jitter(tf.reshape(x, [T * S, S, 3])), hw), clip)
+        clip = maybe(0.2, lambda x: tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 1, 3]), clip)
+        clip = maybe(blur_p, blur, clip)
+        clip = maybe(solarize_p, lambda x: tf.where(x < 0.5, x, 1 - x), clip)
+        return tf.cast(tf.round(tf.clip_by_value(clip, 0.0, 1.0) * 255.0), tf.uint8)
+
+    def pair(frames):
+        n = tf.shape(frames)[0]
+        m = n - (T - 1) * STRIDE
+        delta = tf.cast(tf.floor(tf.cast(m, tf.float32) * (1.0 - tf.sqrt(1.0 - tf.random.uniform([])))), tf.int32)
+        a = tf.random.uniform([], 0, m - delta, tf.int32)
+        starts = tf.random.shuffle(tf.stack([a, a + delta]))
+        steps = STRIDE * tf.range(T)
+        return {"view1": view(frames, starts[0] + steps, 1.0, 0.0), "view2": view(frames, starts[1] + steps, 0.1, 0.2)}
+
+    opts = tf.data.Options()
+    opts.threading.private_threadpool_size = num_threads
+    opts.threading.max_intra_op_parallelism = 1
+    ds = tf.data.TFRecordDataset(tfrecord).repeat().map(parse).map(pair, num_parallel_calls=num_threads)
+    return ds.batch(batch_size).prefetch(2).with_options(opts)
+
+
+def run_reference(tfrecord, num_threads, num_pairs):
+    ds = iter(reference_dataset(tfrecord, BATCH, num_threads))
+    next(ds)
+    t0 = time.perf_counter()
+    done = 0
+    while done < num_pairs:
+        done += int(next(ds)["view1"].shape[0])
+    return done / (time.perf_counter() - t0)
+
+
+# ------------------------------------------------------------------ pytest-benchmark entry points
+
+@pytest.fixture(scope="module")
+def loader_data():
+    return bench_data()
+
+
+@pytest.mark.parametrize("num_threads", [1, 2])
+@pytest.mark.parametrize("dataset", ["default_gop", "g16", "tfrecord"])
+def test_bench_loader(benchmark, loader_data, dataset, num_threads):
+    pairs = 16
+    benchmark.group = f"loader {dataset}"
+    rate = benchmark.pedantic(run_cvrl, args=(loader_data[dataset], num_threads, pairs), rounds=2, iterations=1)
+    benchmark.extra_info.update(pairs_per_s=round(rate, 1), threads=num_threads)
+
+
+# ------------------------------------------------------------------ table for benchmarks/README.md
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=48, help="pairs timed per measurement")
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    data = bench_data()
+    n = args.pairs
+    rows = []
+    for name in ("default_gop", "g16", "tfrecord"):
+        src = data[name]
+        r = {"data": name,
+             "cvrl1": run_cvrl(src, 1, n),
+             "cvrl2": run_cvrl(src, 2, n)}
+        if name == "tfrecord":
+            r["a"] = None if args.skip_reference else run_reference(src[0], 2, n)
+            r["b"] = None
+            r["c"] = run_decode_only_jpeg(src[0], 2, n)
+        else:
+            r["a"] = None
+            r["b"] = run_decord(src, 2, n)
+            r["c"] = run_decode_only(src, 2, n)
+        rows.append(r)
+        print(r, flush=True)
+    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
+    base = lambda r: r["a"] if r["data"] == "tfrecord" else r["b"]  # noqa: E731
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch {BATCH}; "
+          f"{n} pairs per measurement; baselines with 2 threads")
+    print("| data | cvrl_fast 1 thr | cvrl_fast 2 thr | 2 thr / 1 thr | (a) tf.data ref | (b) decord+NumPy | "
+          "(c) decode only | cvrl_fast / baseline |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        b = base(r)
+        ratio = "–" if not b else f"{r['cvrl2'] / b:.2f}x"
+        print(f"| {r['data']} | {fmt(r['cvrl1'])} | {fmt(r['cvrl2'])} | {r['cvrl2'] / r['cvrl1']:.2f} | {fmt(r['a'])} "
+              f"| {fmt(r['b'])} | {fmt(r['c'])} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()
