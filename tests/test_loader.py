@@ -476,3 +476,29 @@ def test_pretrain_dataset_interpreter_exit(media):
     """
     out = _run_script(code, timeout=120)
     assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_loader_float32_and_partial_batch(media):
+    paths = _good(media)[:5]
+    with PairLoader(paths, batch_size=2, seed=3, num_threads=2, config=SMALL, epochs=1, drop_remainder=False,
+                    output_dtype=np.float32) as ld:
+        batches = list(ld)
+    assert [len(b["index"]) for b in batches] == [2, 2, 1]  # 5 sources: last batch partial
+    b = batches[0]
+    assert b["view1"].dtype == np.float32 and 0 <= b["view1"].min() and b["view1"].max() <= 1
+    v1, _ = sample_pair(paths[b["index"][0]], 3, SMALL, index=int(b["index"][0]), output_dtype=np.float32)
+    np.testing.assert_array_equal(b["view1"][0], v1)
+
+
+def test_tfrecord_prep_cli(media, tmp_path):
+    pytest.importorskip("tensorflow")
+    from cvrl_fast.tfrecord import main
+
+    out = tmp_path / "cli.tfrecord"
+    assert main([str(out), str(media["clip4"]), "--short-side", "32", "--label", "7"]) == 0
+    (off, length), = _C.index_tfrecord(str(out))
+    with open(out, "rb") as f:
+        f.seek(off)
+        frames, labels, fps = _C.parse_video_record(f.read(length))
+    assert labels == [7] and fps == 25.0 and len(frames) == 50  # 2 s of 24 fps video at 25 fps
+    assert cvrl_fast.decode_jpeg_frames(frames[:1]).shape == (1, 32, 45, 3)  # 56x80 -> short side 32
