@@ -29,7 +29,7 @@ $(VENV)/.deps-stamp: pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
-	$(PIP) install -q -e ".[test,bench]" --no-build-isolation
+	$(PIP) install -q -e ".[test,bench,demo]" --no-build-isolation
 	@touch $@
 
 # Incremental rebuild of the C++ extension (editable install, cached CMake build dir).
@@ -49,7 +49,7 @@ bench: setup
 	$(PY) -m pytest -q benchmarks -p no:cacheprovider --benchmark-only
 
 demo: setup
-	$(PY) -m cvrl_fast.cli demo
+	$(PY) -m cvrl_fast.cli demo --workdir demo_work
 
 clean:
 	rm -rf build $(VENV) .pytest_cache

@@ -13,7 +13,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    print("demo: not yet (the demo lands with the evaluation/demo issue)")
+    from cvrl_fast import demo  # lazy: imports TensorFlow
+
+    demo.run_demo(args.workdir, quick=args.quick, overrides=_config_overrides(args))
     return 0
 
 
@@ -61,7 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="cvrl-fast", description="CVRL video self-supervised learning")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="print versions of the native libraries").set_defaults(func=_cmd_info)
-    sub.add_parser("demo", help="run the whole pipeline on a small embedded dataset").set_defaults(func=_cmd_demo)
+    p = sub.add_parser("demo", help="run the whole pipeline on a small embedded dataset",
+                       description="--config.KEY=VALUE overrides keys of cvrl_fast/configs/demo.py")
+    p.add_argument("--workdir", default="demo_work", help="data, checkpoints, logs and PNGs go here")
+    p.add_argument("--quick", action="store_true", help="a seconds-long smoke run of every stage")
+    p.set_defaults(func=_cmd_demo)
     # Subcommands registered by other modules go here (pretrain, linear-eval, extract, ...).
     p = sub.add_parser("pretrain", help="CVRL self-supervised pretraining (TF2)",
                        description="--config.KEY=VALUE overrides any config key; unknown keys are rejected")
