@@ -108,7 +108,7 @@ def read_backbone_tensors(path: str) -> dict[str, np.ndarray]:
         path = latest
     try:
         reader = tf.train.load_checkpoint(path)
-    except (tf.errors.NotFoundError, tf.errors.DataLossError, ValueError) as e:
+    except (tf.errors.OpError, ValueError) as e:
         raise ValueError(f"{path}: not a readable TF checkpoint ({type(e).__name__}: {e})") from None
     shapes = reader.get_variable_to_shape_map()
     prefix = _choose_prefix(shapes.keys(), path)

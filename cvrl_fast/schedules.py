@@ -92,7 +92,8 @@ class LARS(keras.optimizers.Optimizer):
         self.momentums = [self.add_variable_from_reference(v, "momentum") for v in variables]
 
     def _adapt(self, variable) -> bool:
-        return not any(s in variable.path for s in self.exclude_from_adaptation)
+        path = getattr(variable, "path", None) or variable.name
+        return not any(s in path for s in self.exclude_from_adaptation)
 
     def update_step(self, gradient, variable, learning_rate):
         lr = tf.cast(learning_rate, variable.dtype)

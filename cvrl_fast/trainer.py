@@ -161,6 +161,9 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
                          f"{strategy.num_replicas_in_sync} replicas")
     loaders = []
 
+    if cfg.data.source != "synthetic" and not cfg.data.sources:
+        raise ValueError(f"data.source={cfg.data.source!r} needs data.sources (video files or globs)")
+
     def dataset_fn(ctx: tf.distribute.InputContext):
         per_replica = ctx.get_per_replica_batch_size(global_batch)
         if cfg.data.source == "synthetic":
@@ -171,8 +174,6 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
         else:
             from . import data  # lazy: the C++ loader
 
-            if not cfg.data.sources:
-                raise ValueError(f"data.source={cfg.data.source!r} needs data.sources (video files or globs)")
             ds, loader = data.pretrain_dataset(list(cfg.data.sources), batch_size=per_replica,
                                                seed=cfg.data.seed, input_context=ctx, config=cfg)
             if loader_state is not None:
@@ -339,12 +340,14 @@ def train(cfg: Config, workdir: str) -> TrainResult:
 
 def _train(cfg: Config, workdir: str) -> TrainResult:
     # ---- setup ----
+    # The strategy comes first: MultiWorkerMirroredStrategy must configure collectives before anything
+    # else initialises the TF runtime.
+    strategy = make_strategy(cfg.runtime.strategy, cfg.runtime.tpu)
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.runtime.seed)
     set_precision(cfg.runtime.precision)
     jit = resolve_jit_compile(cfg.runtime.jit_compile)
-    strategy = make_strategy(cfg.runtime.strategy, cfg.runtime.tpu)
     worker_index, is_chief = _task_info(strategy)
     total_steps, warmup_steps = schedule_steps(cfg)
     if is_chief:
@@ -416,6 +419,9 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
                 metrics["input_wait_seconds_per_step"] = window_wait / window_steps
                 for k, v in metrics.items():
                     write_scalar(k, v, step)
+                log.info("step %d/%d loss %.4f acc %.3f lr %.3g clips/s %.1f input wait %.1f ms/step", step,
+                         total_steps, metrics["loss"], metrics["contrastive_accuracy"], metrics["learning_rate"],
+                         metrics["clips_per_second"], 1e3 * metrics["input_wait_seconds_per_step"])
                 if progbar is not None:
                     progbar.update(step, [("loss", metrics["loss"]), ("acc", metrics["contrastive_accuracy"]),
                                           ("clips/s", metrics["clips_per_second"])])

@@ -1,0 +1,338 @@
+"""Trainer (spec §5): schedule, configs, CLI, precision and XLA switches, TensorBoard, exact resume after
+SIGTERM / a kill, multi-worker on 127.0.0.1. Everything runs the tiny CPU config."""
+import glob
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
+
+from cvrl_fast import cli, schedules, trainer  # noqa: E402
+from cvrl_fast.configs import Config, load_config  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOTAL_STEPS = 10
+# R3D-18 at width 1/16 with a 1-layer head: the trainer's mechanics at a third of R3D-50's tracing time.
+RUN_OVERRIDES = [f"train.total_steps={TOTAL_STEPS}", "runtime.deterministic=true", "checkpoint.every_steps=4",
+                 "model.depth=18", "model.head_num_hidden_layers=1"]
+
+
+# ------------------------------------------------------------------------------------------------
+# schedule (spec §5 check values)
+# ------------------------------------------------------------------------------------------------
+def test_warmup_cosine_check_values():
+    d, w = 71_488, 1_787
+    sched = schedules.WarmupCosine(0.32, d, w)
+    for step, want, tol in [(0, 0.0, 0), (893, 0.1597, 1e-4), (1_787, 0.3195, 1e-4), (35_744, 0.16, 1e-6),
+                            (71_488, 0.0, 1e-7), (80_000, 0.0, 1e-7)]:
+        assert abs(float(sched(step)) - want) <= tol + 1e-7, step
+        assert abs(schedules.warmup_cosine_lr(step, 0.32, d, w) - want) <= tol + 1e-9, step
+    # Warmup ramps to c(W), slightly below lr0, and the cosine does not restart after warmup.
+    c_w = 0.5 * 0.32 * (1 + np.cos(np.pi * w / d))
+    assert float(sched(w)) == pytest.approx(c_w, rel=1e-6) and c_w < 0.32
+    assert float(sched(w - 1)) == pytest.approx((w - 1) / w * c_w, rel=1e-5)
+
+
+def test_warmup_cosine_fails():
+    with pytest.raises(ValueError, match="total_steps=0"):
+        schedules.WarmupCosine(0.1, 0, 0)
+    with pytest.raises(ValueError, match="warmup_steps=11"):
+        schedules.WarmupCosine(0.1, 10, 11)
+
+
+def test_steps_table_and_configs():
+    k600, k400 = 366_016, 215_570
+    assert [schedules.steps_for_epochs(e, k600, 1024) for e in (5, 100, 200, 800)] == [1_787, 35_744, 71_488, 285_950]
+    assert [schedules.steps_for_epochs(e, k400, 1024) for e in (5, 100, 200, 800)] == [1_053, 21_052, 42_104, 168_414]
+    assert trainer.schedule_steps(load_config("k600_pretrain")) == (71_488, 1_787)
+    assert trainer.schedule_steps(load_config("k400_pretrain")) == (42_104, 1_053)
+    assert trainer.schedule_steps(load_config("k600_pretrain", ["train.epochs=800"])) == (285_950, 1_787)
+    cfg = load_config("k600_pretrain")
+    assert (cfg.train.base_learning_rate, cfg.train.momentum, cfg.train.optimizer) == (0.32, 0.9, "sgd")
+    assert (cfg.data.num_frames, cfg.data.frame_stride, cfg.data.image_size) == (16, 2, 224)
+    assert (cfg.train.temperature, cfg.train.weight_decay) == (0.1, 1e-6)
+
+
+def test_scaled_learning_rate():
+    assert schedules.scaled_learning_rate(0.32, 1024) == pytest.approx(0.32)
+    assert schedules.scaled_learning_rate(0.32, 256) == pytest.approx(0.08)
+    assert schedules.scaled_learning_rate(0.32, 256, lr_replica_factor=8) == pytest.approx(0.64)
+    with pytest.raises(ValueError, match="global_batch_size=0"):
+        schedules.scaled_learning_rate(0.32, 0)
+
+
+def test_lars_update():
+    w = keras.Variable([3.0, 4.0], name="kernel")  # ||w|| = 5
+    b = keras.Variable([1.0], name="bias")
+    opt = schedules.LARS(learning_rate=0.1, momentum=0.9, eta=0.01)
+    g = tf.constant([0.0, 2.0])  # ||g|| = 2, trust = 0.01 * 5 / 2 = 0.025
+    opt.apply([g, tf.constant([2.0])], [w, b])
+    np.testing.assert_allclose(w.numpy(), [3.0, 4.0 - 0.1 * 0.025 * 2.0], rtol=1e-6)
+    np.testing.assert_allclose(b.numpy(), [1.0 - 0.1 * 2.0], rtol=1e-6)  # bias: no adaptation
+    opt.apply([g, tf.constant([0.0])], [w, b])  # momentum carries the previous update
+    np.testing.assert_allclose(b.numpy(), [1.0 - 0.2 - 0.9 * 0.2], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------
+# configs and CLI
+# ------------------------------------------------------------------------------------------------
+def test_config_override():
+    cfg = load_config("tiny_cpu", ["train.global_batch_size=8", "runtime.deterministic=true",
+                                   "train.base_learning_rate=0.5", "runtime.precision=mixed_bfloat16",
+                                   "data.sources=a.mp4,b.mp4"])
+    assert cfg.train.global_batch_size == 8 and cfg.runtime.deterministic is True
+    assert cfg.train.base_learning_rate == 0.5 and cfg.runtime.precision == "mixed_bfloat16"
+    assert cfg.data.sources == ("a.mp4", "b.mp4")
+    assert cfg == Config(cfg.to_dict()) and cfg.copy() == cfg
+
+
+def test_config_override_fails():
+    with pytest.raises(KeyError, match="train.global_batch"):
+        load_config("tiny_cpu", ["train.global_batch=8"])
+    with pytest.raises(KeyError, match="nope"):
+        load_config("tiny_cpu", ["nope.x=1"])
+    with pytest.raises(ValueError, match="train.global_batch_size.*'eight' is not an integer"):
+        load_config("tiny_cpu", ["train.global_batch_size=eight"])
+    with pytest.raises(ValueError, match="expected key=value"):
+        load_config("tiny_cpu", ["train.global_batch_size"])
+    with pytest.raises(FileNotFoundError, match="no_such_config"):
+        load_config("no_such_config")
+    with pytest.raises(AttributeError, match="no key 'lr'"):
+        load_config("tiny_cpu").train.lr = 1
+
+
+def test_cli_pretrain_fails(tmp_path):
+    with pytest.raises(KeyError, match="unknown config key 'train.nope'"):
+        cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path), "--config.train.nope=1"])
+    with pytest.raises(SystemExit, match="unexpected argument '--steps=3'"):
+        cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path), "--steps=3"])
+
+
+def test_setup_switches_fail():
+    with pytest.raises(ValueError, match="runtime.strategy='gpu'"):
+        trainer.make_strategy("gpu")
+    with pytest.raises(ValueError, match="runtime.precision='float8'"):
+        trainer.set_precision("float8")
+    with pytest.raises(ValueError, match="runtime.jit_compile='maybe'"):
+        trainer.resolve_jit_compile("maybe")
+    assert trainer.resolve_jit_compile("auto") is False  # this CPU-only machine: XLA off by default
+    old = os.environ.pop("TF_CONFIG", None)
+    try:
+        with pytest.raises(ValueError, match="TF_CONFIG"):
+            trainer.make_strategy("multi_worker")
+    finally:
+        if old is not None:
+            os.environ["TF_CONFIG"] = old
+
+
+def test_train_fails_without_sources(tmp_path):
+    cfg = load_config("tiny_cpu", ["data.source=kinetics400", "train.total_steps=2"])
+    with pytest.raises(ValueError, match="data.source='kinetics400' needs data.sources"):
+        trainer.train(cfg, str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------------
+# training runs
+# ------------------------------------------------------------------------------------------------
+def read_scalars(workdir):
+    out = {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events.out.tfevents.*")):
+        for raw in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            for v in event.summary.value:
+                assert v.metadata.plugin_data.plugin_name == "scalars"
+                out.setdefault(v.tag, {})[event.step] = float(tf.make_ndarray(v.tensor))
+    return out
+
+
+def checkpoint_weights(workdir):
+    """{key: array} of the model variables in the latest checkpoint of a run."""
+    path = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    reader = tf.train.load_checkpoint(path)
+    return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("model/")}, path
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    """The uninterrupted deterministic run every other run is compared with."""
+    workdir = str(tmp_path_factory.mktemp("reference"))
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
+    return workdir, result
+
+
+def test_train_tiny_logs_and_checkpoints(reference_run):
+    workdir, result = reference_run
+    assert result.step == TOTAL_STEPS and not result.interrupted
+    assert result.checkpoint_path.endswith(f"ckpt-{TOTAL_STEPS}")
+    scalars = read_scalars(workdir)
+    for tag in ("loss", "contrastive_loss", "regularization_loss", "contrastive_accuracy", "contrastive_entropy",
+                "learning_rate", "clips_per_second", "steps_per_second", "input_wait_seconds_per_step"):
+        assert sorted(scalars[tag]) == list(range(1, TOTAL_STEPS + 1)), tag
+    losses = scalars["loss"]
+    assert all(np.isfinite(v) for v in losses.values())
+    # Loss = contrastive + weight decay (kept out of the contrastive term).
+    for s in losses:
+        assert losses[s] == pytest.approx(scalars["contrastive_loss"][s] + scalars["regularization_loss"][s], rel=1e-5)
+    assert all(v > 0 for v in scalars["regularization_loss"].values())
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES)
+    d, w = trainer.schedule_steps(cfg)
+    lr0 = schedules.scaled_learning_rate(0.32, 4)
+    for s, lr in scalars["learning_rate"].items():
+        assert lr == pytest.approx(schedules.warmup_cosine_lr(s - 1, lr0, d, w), rel=1e-5, abs=1e-9)
+    assert all(v > 0 for v in scalars["clips_per_second"].values())
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["train"]["total_steps"] == TOTAL_STEPS
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[0] == "checkpoint"
+
+
+def test_exact_resume_in_process(reference_run, tmp_path):
+    """Stop after 3 steps (checkpoint), start again: same weights as the uninterrupted run, bit for bit."""
+    ref_weights, _ = checkpoint_weights(reference_run[0])
+    first = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["train.stop_after_steps=3"]), str(tmp_path))
+    assert first.step == 3
+    second = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), str(tmp_path))
+    assert second.step == TOTAL_STEPS
+    weights, _ = checkpoint_weights(str(tmp_path))
+    assert set(weights) == set(ref_weights)
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
+def _start_cli(workdir, extra=(), env=None):
+    args = [sys.executable, "-m", "cvrl_fast.cli", "pretrain", "--config", "tiny_cpu", "--workdir", workdir]
+    args += [f"--config.{o}" for o in RUN_OVERRIDES + list(extra)]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _wait_for_step(proc, step, timeout_s=240):
+    deadline = time.monotonic() + timeout_s
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if f" step {step}/" in line:
+            return seen
+        if time.monotonic() > deadline:
+            break
+    proc.kill()
+    raise AssertionError("trainer never reached step %d:\n%s" % (step, "".join(seen[-30:])))
+
+
+def test_sigterm_saves_checkpoint_and_resume_is_exact(reference_run, tmp_path):
+    workdir = str(tmp_path)
+    proc = _start_cli(workdir)
+    _wait_for_step(proc, 1)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    assert summary["interrupted"] is True and 1 <= summary["step"] < TOTAL_STEPS, summary
+    _, path = checkpoint_weights(workdir)
+    assert path.endswith(f"ckpt-{summary['step']}")
+    assert int(tf.train.load_checkpoint(path).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE")) == summary["step"]
+    # Resume to the end: identical to the uninterrupted run.
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
+    assert result.step == TOTAL_STEPS
+    weights, _ = checkpoint_weights(workdir)
+    ref_weights, _ = checkpoint_weights(reference_run[0])
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
+    """A hard kill (no handler runs) after the step-4 checkpoint: resume from it, same final weights."""
+    workdir = str(tmp_path)
+    proc = _start_cli(workdir)
+    _wait_for_step(proc, 5)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
+    trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
+    weights, _ = checkpoint_weights(workdir)
+    ref_weights, _ = checkpoint_weights(reference_run[0])
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
+# TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
+# float16 path runs compiled. float16 is the GPU setting; bfloat16 is the CPU/TPU one.
+@pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", "false"), ("mixed_float16", "true")])
+def test_precision_switch(precision, jit, tmp_path):
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + [f"runtime.precision={precision}", "train.stop_after_steps=2",
+                                                   f"runtime.jit_compile={jit}"])
+    result = trainer.train(cfg, str(tmp_path))
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
+    conv = result.backbone.get_layer("stem_conv")
+    assert conv.compute_dtype == precision.split("_")[1] and conv.kernel.dtype == "float32"
+    assert result.model.output.dtype == "float32"
+    assert np.isfinite(list(read_scalars(str(tmp_path))["loss"].values())).all()
+    assert all(np.isfinite(w.numpy()).all() for w in result.model.weights)
+    # Numerics: with the same weights and input, the low-precision embeddings point where the float32 ones do.
+    x = tf.random.stateless_uniform([4, 4, 32, 32, 3], seed=[1, 2])
+    def forward(model):
+        call = tf.function(lambda t: model(t, training=False), jit_compile=(jit == "true"))
+        return call(x).numpy()
+
+    low = forward(result.model)
+    keras.mixed_precision.set_global_policy("float32")
+    ref_model, _ = trainer.build_model(cfg)
+    ref_model.set_weights(result.model.get_weights())
+    high = forward(ref_model)
+    cos = np.sum(low * high, 1) / np.linalg.norm(low, axis=1) / np.linalg.norm(high, axis=1)
+    assert cos.min() > 0.98, cos
+    scale_var = [v for v in tf.train.load_checkpoint(result.checkpoint_path).get_variable_to_shape_map() if "scale" in v]
+    assert bool(scale_var) == (precision == "mixed_float16")  # dynamic loss scale is checkpointed for fp16 only
+
+
+def test_xla_switch(reference_run, tmp_path):
+    ref = read_scalars(reference_run[0])["loss"]
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["runtime.jit_compile=true", "train.stop_after_steps=2"])
+    trainer.train(cfg, str(tmp_path))
+    losses = read_scalars(str(tmp_path))["loss"]
+    assert losses[1] == pytest.approx(ref[1], rel=1e-4)
+    assert losses[2] == pytest.approx(ref[2], rel=1e-3)
+
+
+def _free_ports(n):
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def test_multi_worker_two_processes(reference_run, tmp_path):
+    """MultiWorkerMirroredStrategy, 2 worker processes on 127.0.0.1, 2 videos each = the 1-process run."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    steps = 3
+    procs = []
+    for i in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        procs.append(_start_cli(str(tmp_path), ["runtime.strategy=multi_worker", f"train.stop_after_steps={steps}"],
+                                env={"TF_CONFIG": tf_config}))
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert [s["step"] for s in summaries] == [steps, steps]
+    ref = read_scalars(reference_run[0])["loss"]
+    got = read_scalars(str(tmp_path))["loss"]  # the chief's log
+    for s in range(1, steps + 1):
+        assert got[s] == pytest.approx(ref[s], rel=1e-4), s
+    chief = tf.train.load_checkpoint(os.path.join(tmp_path, "checkpoints", f"ckpt-{steps}"))
+    other = tf.train.load_checkpoint(os.path.join(tmp_path, "checkpoints_worker1", f"ckpt-{steps}"))
+    for key in chief.get_variable_to_shape_map():
+        if key.startswith("model/"):
+            np.testing.assert_array_equal(chief.get_tensor(key), other.get_tensor(key), err_msg=key)
