@@ -775,14 +775,29 @@ struct VideoReader::Impl {
     std::vector<char> done(targets.size(), 0);
     std::vector<int64_t> failed;
 
-    if (sequential)
-      sweep_sequential(targets, done, failed, [&](size_t k, const AVFrame* f) {
-        convert(f, out + first_slot[k] * frame_bytes, crop, out_h, out_w);
-      });
-    else
-      sweep(targets, done, failed, [&](size_t k, const AVFrame* f) {
-        convert(f, out + first_slot[k] * frame_bytes, crop, out_h, out_w);
-      });
+    auto emit = [&](int64_t t, const AVFrame* f) {
+      const size_t k = std::lower_bound(targets.begin(), targets.end(), t) - targets.begin();
+      convert(f, out + first_slot[k] * frame_bytes, crop, out_h, out_w);
+    };
+    if (sequential) {
+      sweep_sequential(targets, done, failed, emit);
+    } else {
+      sweep(targets, done, failed, emit, 0);
+      // A frame can be missing from a run that starts at a keyframe yet decode from an earlier one: an
+      // H.264 open-GOP recovery point counts as recovered for the frames after it only once a frame
+      // has left the decoder the regular way, which a run's final drain bypasses. Retry such frames
+      // from the previous keyframe, then from the stream start (what the ffmpeg CLI does); only then
+      // are they reported lost (corrupt data).
+      for (int64_t step_back : {int64_t{1}, std::numeric_limits<int64_t>::max()}) {
+        if (failed.empty()) break;
+        std::vector<int64_t> retry;
+        retry.swap(failed);
+        std::sort(retry.begin(), retry.end());
+        std::vector<char> retry_done(retry.size(), 0);
+        invalidate();
+        sweep(retry, retry_done, failed, emit, step_back);
+      }
+    }
 
     if (!failed.empty()) {
       std::sort(failed.begin(), failed.end());
@@ -808,8 +823,18 @@ struct VideoReader::Impl {
   // packets in decode order. Per packet we remember, for the current run, whether it was fed normally
   // (fed_run) or with the non-reference skip (skipped_run), so a target is declared lost only when its
   // packet was fed normally in this run and a later frame (or the end of the run) came out first.
+  //
+  // step_back > 0 starts every run that many keyframes earlier than needed (retries; see get_frames).
   template <class Emit>
-  void sweep(const std::vector<int64_t>& targets, std::vector<char>& done, std::vector<int64_t>& failed, Emit&& emit) {
+  void sweep(const std::vector<int64_t>& targets, std::vector<char>& done, std::vector<int64_t>& failed, Emit&& emit,
+             int64_t step_back) {
+    auto start_of = [&](int64_t t) -> int64_t {
+      const int64_t start = frame_start[t];
+      if (step_back == 0 || start == 0) return start;
+      const int64_t k = std::lower_bound(keyframes.begin(), keyframes.end(), start) - keyframes.begin();
+      if (step_back >= k) return 0;
+      return keyframes[k - step_back];
+    };
     // need[d] = 1 if the packet at decode index d yields a target frame.
     std::vector<char> need(packets.size(), 0);
     for (int64_t t : targets) need[frame_packet[t]] = 1;
@@ -842,7 +867,7 @@ struct VideoReader::Impl {
       if (tk != targets.end() && *tk == q) {
         const size_t k = tk - targets.begin();
         if (!done[k]) {
-          emit(k, f);
+          emit(q, f);
           done[k] = 1;
         }
       }
@@ -864,7 +889,7 @@ struct VideoReader::Impl {
       for (size_t k = next; k < targets.size(); ++k) {
         if (done[k]) continue;
         const int64_t t = targets[k];
-        if (frame_start[t] < next_packet && frame_packet[t] >= next_packet) return true;
+        if (start_of(t) < next_packet && frame_packet[t] >= next_packet) return true;
       }
       return false;
     };
@@ -875,9 +900,9 @@ struct VideoReader::Impl {
       const int64_t pk = frame_packet[p];
       // Decode forward (no seek) when the decoder already holds p's start keyframe, p has not been
       // output yet, and p's packet is either still ahead or was fed normally.
-      const bool can_continue = state_valid && !drained && frame_start[p] < next_packet && p > last_output &&
+      const bool can_continue = state_valid && !drained && start_of(p) < next_packet && p > last_output &&
                                 (pk >= next_packet || skipped_run[pk] != run);
-      if (!can_continue) start_at(frame_start[p]);
+      if (!can_continue) start_at(start_of(p));
       // Bounds the packets fed in one run (each packet is read at most once before EOF).
       int64_t budget = static_cast<int64_t>(packets.size()) + 64;
       while (next < targets.size() && targets[next] == p && !done[next]) {
@@ -935,7 +960,7 @@ struct VideoReader::Impl {
       const int64_t q = seq_count++;
       last_output = q;
       if (next < targets.size() && targets[next] == q) {
-        emit(next, f);
+        emit(q, f);
         done[next] = 1;
         ++next;
       }

@@ -86,6 +86,11 @@ VIDEO_SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     "h264_default_gop_mp4": ("h264_default.mp4", lavfi_source(seconds=4), ["-c:v", "libx264"]),
     "h264_intra_mp4": ("h264_intra.mp4", lavfi_source(), ["-c:v", "libx264", "-g", "1"]),
     "h264_mkv": ("h264.mkv", lavfi_source(), ["-c:v", "libx264", "-bf", "2", "-g", "8"]),
+    # Open GOP: keyframes are recovery-point I-frames; the B-frames after them in decode order are
+    # presented before them and reference the previous GOP.
+    "h264_open_gop_mkv": ("h264_open_gop.mkv", lavfi_source(seconds=3),
+                          ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=10:min-keyint=10:bframes=3:scenecut=0"]),
+    "h264_ts": ("h264.ts", lavfi_source(), ["-c:v", "libx264", "-bf", "3", "-g", "12"]),
     "h264_yuv444_mkv": ("h264_444.mkv", lavfi_source(), ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-g", "10"]),
     "h264_10bit_mp4": ("h264_10bit.mp4", lavfi_source(), ["-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-g", "10"]),
     "hevc_mp4": ("hevc.mp4", lavfi_source(), ["-c:v", "libx265", "-x265-params", "log-level=none", "-g", "12"]),

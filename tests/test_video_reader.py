@@ -73,6 +73,17 @@ def test_get_frames_matches_ffmpeg_cli_vfr(video_files):
         assert_frames_match(reader.get_frames(indices), ref, indices, f"vfr list {k}")
 
 
+def test_get_frames_open_gop_every_frame(video_files):
+    """Each frame alone, from a fresh position: leading pictures and frames after recovery points."""
+    path = video_files["h264_open_gop_mkv"]
+    ref = ffmpeg_frames(path)
+    reader = cvrl_fast.VideoReader(path)
+    for i in range(reader.num_frames):
+        assert_frames_match(reader.get_frames([i]), ref, [i], f"open GOP frame {i}")
+    everything = list(range(reader.num_frames))
+    assert_frames_match(cvrl_fast.VideoReader(path).get_frames(everything), ref, everything, "open GOP all")
+
+
 def test_frame_pts_seconds_match_ffprobe_vfr(video_files):
     path = video_files["vfr_mkv"]
     reader = cvrl_fast.VideoReader(path)
