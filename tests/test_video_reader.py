@@ -186,6 +186,18 @@ def test_metadata_rotation(video_files, degrees):
     assert cvrl_fast.VideoReader(video_files["bt709_mp4"]).rotation == 0
 
 
+def test_cover_art_stream_is_not_the_video(video_files, tmp_path):
+    cover = tmp_path / "cover.png"
+    _run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=200x200", "-frames:v", "1", str(cover)])
+    path = tmp_path / "with_cover.mp4"
+    _run(["ffmpeg", "-v", "error", "-i", str(video_files["tiny_16x16_mp4"]), "-i", str(cover), "-map", "0",
+          "-map", "1", "-c", "copy", "-disposition:v:1", "attached_pic", str(path)])
+    reader = cvrl_fast.VideoReader(path)
+    assert (reader.codec, reader.width, reader.height, reader.num_frames) == ("h264", 16, 16, 25)
+    ref = ffmpeg_frames(video_files["tiny_16x16_mp4"])
+    assert_frames_match(reader.get_frames([24, 0]), ref, [24, 0], "with cover art")
+
+
 def test_metadata_odd_and_tiny_sizes(video_files):
     assert (cvrl_fast.VideoReader(video_files["odd_vp9_webm"]).width,
             cvrl_fast.VideoReader(video_files["odd_vp9_webm"]).height) == (97, 61)
