@@ -160,6 +160,10 @@ struct VideoReader::Impl {
   // have been dropped). `run` increments on every flush, so the vector never needs clearing.
   std::vector<int64_t> skipped_run;
   std::vector<int64_t> fed_run;  // fed_run[d] == run: packet d was fed normally (its frame must come out)
+  // Palettes (PAL8 video) arrive as packet side data, typically once on the first packet; the demuxer
+  // does not repeat them after a seek, so every run re-sends the one in force. (decode index, bytes)
+  std::vector<std::pair<int64_t, std::string>> palettes;
+  int64_t palette_run = 0;  // run in which a palette was last sent
   int64_t run = 1;
 
   // Conversion.
@@ -270,6 +274,11 @@ struct VideoReader::Impl {
       e.size = pkt->size;
       e.key = (pkt->flags & AV_PKT_FLAG_KEY) != 0;
       e.frame = (pkt->flags & AV_PKT_FLAG_DISCARD) ? -2 : -1;  // -2: decoded but never output
+      size_t palette_size = 0;
+      const uint8_t* palette = av_packet_get_side_data(pkt.get(), AV_PKT_DATA_PALETTE, &palette_size);
+      if (palette && palette_size > 0)
+        palettes.emplace_back(static_cast<int64_t>(packets.size()),
+                              std::string(reinterpret_cast<const char*>(palette), palette_size));
       packets.push_back(e);
     }
     if (packets.empty()) throw std::invalid_argument("no video packets in " + where());
@@ -411,6 +420,7 @@ struct VideoReader::Impl {
         break;
       }
       ff::PacketUnref unref{pkt.get()};
+      attach_palette(pkt.get(), -1);
       send_and_receive(pkt.get(), on_frame);
       ++sent;
     }
@@ -448,6 +458,7 @@ struct VideoReader::Impl {
         break;
       }
       ff::PacketUnref unref{pkt.get()};
+      attach_palette(pkt.get(), -1);
       send_and_receive(pkt.get(), on_frame);
     }
     invalidate();
@@ -463,6 +474,19 @@ struct VideoReader::Impl {
       if (pkt->stream_index == stream_index && pkt->size > 0) return 0;
       av_packet_unref(pkt.get());
     }
+  }
+
+  // Before the first packet of a run reaches the decoder: attach the palette in force at decode index d
+  // (-1: unknown, use the first) unless the packet carries one.
+  void attach_palette(AVPacket* p, int64_t d) {
+    if (palettes.empty() || palette_run == run) return;
+    palette_run = run;
+    if (av_packet_get_side_data(p, AV_PKT_DATA_PALETTE, nullptr)) return;
+    const std::string* chosen = &palettes.front().second;
+    for (const auto& [at, bytes] : palettes)
+      if (d >= 0 && at <= d) chosen = &bytes;
+    uint8_t* side = av_packet_new_side_data(p, AV_PKT_DATA_PALETTE, chosen->size());
+    if (side) std::memcpy(side, chosen->data(), chosen->size());
   }
 
   static int64_t frame_timestamp(const AVFrame* f) {
@@ -612,17 +636,18 @@ struct VideoReader::Impl {
       // chroma sample covering the window's first pixel.
       const uint8_t* src[4] = {nullptr, nullptr, nullptr, nullptr};
       if (!whole && !window_pointers(f, desc, box.x, box.y, src)) {
+        // Rare (formats without plain plane offsets, e.g. odd x in packed 4:2:2): convert the whole
+        // frame, cut the window out, and scale that RGB window.
         convert_exact_full(f, src_fmt, full_range, colorspace);
-        copy_window(box, fw);
-        // Scale the RGB window with a second context (rare: formats without plane offsets).
-        SwsContext* c2 = sws_getContext(box.width, box.height, AV_PIX_FMT_RGB24, out_w, out_h, AV_PIX_FMT_RGB24,
-                                        SWS_BILINEAR, nullptr, nullptr, nullptr);
-        if (!c2) throw std::runtime_error("swscale: cannot resize rgb24");
-        ff::Sws owner(c2);
-        std::vector<uint8_t> win(window_copy_);
-        const uint8_t* s[4] = {win.data(), nullptr, nullptr, nullptr};
-        int ss[4] = {box.width * 3, 0, 0, 0};
-        scale_to_dst(c2, s, ss, box.height, dst, out_w, out_h);
+        window_rgb_.resize(static_cast<size_t>(box.width) * box.height * 3);
+        copy_rows(scratch.data(), scratch_stride_, box.x, box.y, box.width, box.height, window_rgb_.data());
+        ff::Sws rgb_ctx(sws_getContext(box.width, box.height, AV_PIX_FMT_RGB24, out_w, out_h, AV_PIX_FMT_RGB24,
+                                       SWS_BILINEAR, nullptr, nullptr, nullptr));
+        if (!rgb_ctx) throw std::runtime_error("swscale: cannot resize rgb24");
+        const uint8_t* rgb_src[4] = {window_rgb_.data(), nullptr, nullptr, nullptr};
+        const int rgb_stride[4] = {box.width * 3, 0, 0, 0};
+        scale_to_dst(rgb_ctx.get(), rgb_src, rgb_stride, box.height, dst, out_w, out_h);
+        ++stats.frames_converted;
         return;
       }
       if (whole) for (int i = 0; i < 4; ++i) src[i] = f->data[i];
@@ -669,7 +694,7 @@ struct VideoReader::Impl {
   }
 
   int scratch_stride_ = 0;
-  std::vector<uint8_t> window_copy_;
+  std::vector<uint8_t> window_rgb_;
 
   void ensure_scratch(int w, int h) {
     // Padded rows: swscale's SIMD converters may write a few pixels past the row end.
@@ -685,11 +710,6 @@ struct VideoReader::Impl {
     uint8_t* sdst[4] = {scratch.data(), nullptr, nullptr, nullptr};
     int sstride[4] = {scratch_stride_, 0, 0, 0};
     sws_scale(c, f->data, f->linesize, 0, f->height, sdst, sstride);
-  }
-
-  void copy_window(const CropBox& box, int) {
-    window_copy_.resize(static_cast<size_t>(box.width) * box.height * 3);
-    copy_rows(scratch.data(), scratch_stride_, box.x, box.y, box.width, box.height, window_copy_.data());
   }
 
   static void copy_rows(const uint8_t* src, int src_stride, int x, int y, int w, int h, uint8_t* dst) {
@@ -944,6 +964,7 @@ struct VideoReader::Impl {
         dec->skip_frame = useful ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
         ++stats.packets_sent;
         if (!useful) ++stats.nonref_skip_sent;
+        attach_palette(pkt.get(), d);
         send_and_receive(pkt.get(), on_frame);
       }
     }
@@ -978,6 +999,7 @@ struct VideoReader::Impl {
       }
       ff::PacketUnref unref{pkt.get()};
       ++stats.packets_sent;
+      attach_palette(pkt.get(), -1);
       send_and_receive(pkt.get(), on_frame);
     }
     for (size_t k = next; k < targets.size(); ++k) failed.push_back(targets[k]);

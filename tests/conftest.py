@@ -100,6 +100,10 @@ VIDEO_SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     "mpeg2_ts": ("mpeg2.ts", lavfi_source(), ["-c:v", "mpeg2video", "-bf", "2", "-g", "12"]),
     "mpeg4_avi": ("mpeg4.avi", lavfi_source(), ["-c:v", "mpeg4", "-bf", "2", "-g", "12"]),
     "mjpeg_avi": ("mjpeg.avi", lavfi_source(), ["-c:v", "mjpeg"]),
+    # Uncompressed packed 4:2:2 and palette video, PNG in MOV: pixel formats without planar YUV.
+    "rawvideo_yuyv422_avi": ("yuyv422.avi", lavfi_source(seconds=0.4), ["-c:v", "rawvideo", "-pix_fmt", "yuyv422"]),
+    "rawvideo_pal8_avi": ("pal8.avi", lavfi_source(seconds=0.4), ["-c:v", "rawvideo", "-pix_fmt", "pal8"]),
+    "png_mov": ("png.mov", lavfi_source(seconds=0.4), ["-c:v", "png"]),
     "odd_vp9_webm": ("odd_vp9.webm", lavfi_source("98x62"), ODD + ["-c:v", "libvpx-vp9", "-pix_fmt", "yuv420p",
                                                                   "-deadline", "realtime"]),
     "odd_h264_444_mp4": ("odd_444.mp4", lavfi_source("98x62"), ODD + ["-c:v", "libx264", "-pix_fmt", "yuv444p"]),

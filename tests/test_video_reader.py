@@ -216,7 +216,7 @@ CROPS = [(0, 0, 10, 8), (1, 1, 17, 9), (3, 2, 40, 31), (10, 5, 1, 1), (0, 0, 96,
 
 
 @pytest.mark.parametrize("name", ["h264_bframes_mp4", "h264_yuv444_mkv", "h264_10bit_mp4", "mjpeg_avi",
-                                  "odd_vp9_webm", "odd_h264_444_mp4"])
+                                  "odd_vp9_webm", "odd_h264_444_mp4", "rawvideo_yuyv422_avi", "rawvideo_pal8_avi"])
 def test_get_frames_crop_is_exact_window(video_files, name):
     reader = cvrl_fast.VideoReader(video_files[name])
     full = reader.get_frames([0, 7, 3])
@@ -255,7 +255,8 @@ def test_get_frames_crop_and_size_matches_ffmpeg_cli(video_files, name):
             assert_frames_match(out, ref, indices, f"{name} crop {(x, y, cw, ch)} size {size}")
 
 
-@pytest.mark.parametrize("name", ["h264_10bit_mp4", "h264_yuv444_mkv", "mjpeg_avi", "odd_h264_444_mp4"])
+@pytest.mark.parametrize("name", ["h264_10bit_mp4", "h264_yuv444_mkv", "mjpeg_avi", "odd_h264_444_mp4",
+                                  "rawvideo_yuyv422_avi", "png_mov"])
 def test_get_frames_crop_and_same_size_equals_crop(video_files, name):
     # The resize path with size == window size reproduces the exact window (within rounding).
     reader = cvrl_fast.VideoReader(video_files[name])
