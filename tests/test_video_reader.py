@@ -537,3 +537,60 @@ def test_get_frames_releases_the_gil(clip_dir):
         time.sleep(0.001)
     thread.join()
     assert longest_gap < 0.5 * call_seconds, (longest_gap, call_seconds)
+
+
+# ------------------------------------------------------------------ fuzzing
+
+FUZZ_SCRIPT = r"""
+import os, random, sys
+import cvrl_fast
+seed, iterations, files = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+rng = random.Random(seed)
+for it in range(iterations):
+    path = rng.choice(files)
+    data = bytearray(open(path, "rb").read())
+    mode = rng.choice(["flip", "block", "zero", "truncate"])
+    if mode == "flip":
+        for _ in range(rng.randint(1, 50)):
+            data[rng.randrange(len(data))] = rng.randrange(256)
+    elif mode in ("block", "zero"):
+        a = rng.randrange(len(data))
+        b = min(len(data), a + rng.randint(1, 5000))
+        data[a:b] = os.urandom(b - a) if mode == "block" else bytes(b - a)
+    else:
+        data = data[: rng.randrange(1, len(data))]
+    try:
+        reader = cvrl_fast.VideoReader(bytes(data))
+    except (ValueError, RuntimeError) as err:
+        assert "<bytes>" in str(err), err
+        continue
+    for _ in range(3):
+        indices = [rng.randrange(reader.num_frames) for _ in range(rng.randint(1, 8))]
+        crop = (0, 0, max(1, reader.width // 2), max(1, reader.height // 2)) if rng.random() < 0.3 else None
+        try:
+            out = reader.get_frames(indices, crop=crop, size=(17, 23) if rng.random() < 0.3 else None)
+            assert out.shape[0] == len(indices)
+        except RuntimeError as err:
+            assert "could not decode" in str(err), err
+print("survived", iterations)
+"""
+
+
+def _fuzz(video_files, seed: int, iterations: int, timeout: float) -> None:
+    files = [str(video_files[name]) for name in DECODE_CASES]
+    proc = subprocess.run([os.sys.executable, "-c", FUZZ_SCRIPT, str(seed), str(iterations), *files],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0 and f"survived {iterations}" in proc.stdout, (
+        f"fuzz seed {seed}: exit {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+
+
+def test_damaged_files_never_crash_or_hang(video_files):
+    """Random byte flips, garbage blocks, zeroed blocks and truncations of every test video, decoded in
+    a child process: it must exit cleanly (exceptions only), within the time limit."""
+    _fuzz(video_files, seed=0, iterations=40, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(1, 6))
+def test_damaged_files_never_crash_or_hang_more(video_files, seed):
+    _fuzz(video_files, seed=seed, iterations=300, timeout=600)
