@@ -43,6 +43,27 @@ class VideoReader:
         else:
             raise TypeError(f"VideoReader source must be a path or bytes, got {type(source).__name__}")
 
+    # ---- lifetime
+    def close(self) -> None:
+        """Releases the file and every FFmpeg object now (otherwise when the reader is garbage collected)."""
+        self.__dict__.pop("_reader", None)
+
+    @property
+    def closed(self) -> bool:
+        return "_reader" not in self.__dict__
+
+    def __enter__(self) -> "VideoReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: `_reader` after close() (or a failed __init__).
+        if name == "_reader":
+            raise ValueError("I/O operation on a closed VideoReader")
+        raise AttributeError(name)
+
     # ---- metadata
     @property
     def num_frames(self) -> int:
@@ -95,6 +116,8 @@ class VideoReader:
         return self.num_frames
 
     def __repr__(self) -> str:
+        if self.closed:
+            return "VideoReader(<closed>)"
         return (f"VideoReader({self._reader.source_name!r}, {self.codec}, {self.width}x{self.height}, "
                 f"{self.num_frames} frames, {self.fps:.3f} fps)")
 

@@ -465,6 +465,8 @@ def test_open_decode_close_cycles_do_not_leak(video_files):
         reader = cvrl_fast.VideoReader(path if k % 2 else data)
         reader.get_frames([k % 25, 3], crop=(1, 1, 8, 8) if k % 3 == 0 else None,
                           size=(8, 8) if k % 5 == 0 else None)
+        if k % 4 == 0:
+            reader.close()
         del reader
 
     for k in range(200):  # warm-up: allocator pools, codec tables
@@ -594,3 +596,21 @@ def test_damaged_files_never_crash_or_hang(video_files):
 @pytest.mark.parametrize("seed", range(1, 6))
 def test_damaged_files_never_crash_or_hang_more(video_files, seed):
     _fuzz(video_files, seed=seed, iterations=300, timeout=600)
+
+
+def test_close_and_context_manager(video_files):
+    path = video_files["tiny_16x16_mp4"]
+    with cvrl_fast.VideoReader(path) as reader:
+        assert not reader.closed
+        assert reader.get_frames([0]).shape == (1, 16, 16, 3)
+    assert reader.closed and "closed" in repr(reader)
+    reader.close()  # idempotent
+
+
+def test_get_frames_fails_after_close(video_files):
+    reader = cvrl_fast.VideoReader(video_files["tiny_16x16_mp4"])
+    reader.close()
+    with pytest.raises(ValueError, match=r"closed VideoReader"):
+        reader.get_frames([0])
+    with pytest.raises(ValueError, match=r"closed VideoReader"):
+        reader.num_frames
