@@ -133,36 +133,41 @@ def synthetic_pretrain_dataset(*, per_replica_batch: int, global_batch: int, num
     return ds.batch(per_replica_batch, drop_remainder=True)
 
 
-class SyntheticLoaderState:
-    """state()/restore() of the synthetic source: its position is the global step."""
+class StepLoaderState:
+    """state()/restore() of a source whose position is the global step: the synthetic source, and the
+    C++ loader (`cvrl_fast.data.pretrain_dataset(..., start_batch=step)`, pixels a pure function of
+    (seed, epoch, video)). The state is checkpointed so a resume can check it matches the source."""
 
-    def __init__(self, step: int = 0):
+    def __init__(self, source: str, step: int = 0):
+        self.source = source
         self.step = step
 
     def state(self):
-        return {"source": "synthetic", "next_step": int(self.step)}
+        return {"source": self.source, "next_step": int(self.step)}
 
     def restore(self, state):
-        if state.get("source") != "synthetic":
-            raise ValueError(f"loader state {state!r} was not written by the synthetic source")
+        if state.get("source") != self.source:
+            raise ValueError(f"checkpointed loader state {state!r} is not from data.source={self.source!r}")
         self.step = int(state["next_step"])
 
 
 def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None):
     """(distributed dataset, loader objects with state()/restore()).
 
-    `data.source == "synthetic"` uses `synthetic_pretrain_dataset`; anything else calls
-    `cvrl_fast.data.pretrain_dataset(sources, batch_size=..., seed=..., input_context=..., config=...)`,
-    which returns (dataset, loader) with the same element spec.
+    `data.source == "synthetic"` uses `synthetic_pretrain_dataset`; anything else reads `data.sources`
+    with `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`.
     """
     global_batch = cfg.train.global_batch_size
     if global_batch % strategy.num_replicas_in_sync:
         raise ValueError(f"train.global_batch_size={global_batch} is not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas")
-    loaders = []
-
     if cfg.data.source != "synthetic" and not cfg.data.sources:
         raise ValueError(f"data.source={cfg.data.source!r} needs data.sources (video files or globs)")
+    loader = StepLoaderState(cfg.data.source, start_step)
+    if loader_state is not None:
+        loader.restore(loader_state)
+        if loader.step != start_step:
+            raise ValueError(f"checkpointed loader position {loader.step} != checkpointed global step {start_step}")
 
     def dataset_fn(ctx: tf.distribute.InputContext):
         per_replica = ctx.get_per_replica_batch_size(global_batch)
@@ -170,20 +175,22 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             ds = synthetic_pretrain_dataset(
                 per_replica_batch=per_replica, global_batch=global_batch, num_frames=cfg.data.num_frames,
                 image_size=cfg.data.image_size, seed=cfg.data.seed, start_step=start_step, input_context=ctx)
-            loaders.append(SyntheticLoaderState(start_step))
         else:
             from . import data  # lazy: the C++ loader
+            from ._augment import AugmentConfig
 
-            ds, loader = data.pretrain_dataset(list(cfg.data.sources), batch_size=per_replica,
-                                               seed=cfg.data.seed, input_context=ctx, config=cfg)
-            if loader_state is not None:
-                loader.restore(loader_state)  # before the first element is read
-            loaders.append(loader)
+            augment = AugmentConfig(num_frames=cfg.data.num_frames, frame_stride=cfg.data.frame_stride,
+                                    crop_size=cfg.data.image_size)
+            # batch_size is the GLOBAL batch; the loader shards by ctx and yields per-replica batches, so
+            # a pipeline feeding k local replicas has delivered k batches per step.
+            local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
+                                       input_context=ctx, config=augment, start_batch=start_step * local_replicas)
         return ds.prefetch(cfg.data.prefetch)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     dist = strategy.distribute_datasets_from_function(dataset_fn, options)
-    return dist, loaders
+    return dist, [loader]
 
 
 # ================================================================================================
@@ -383,8 +390,7 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
                                  weight_decay=cfg.train.weight_decay, jit_compile=jit)
 
     def save(step: int) -> str:
-        states = [ld.state() for ld in loaders]
-        loader_state_var.assign(json.dumps(states[0] if len(states) == 1 else {"per_pipeline": states}))
+        loader_state_var.assign(json.dumps(loaders[0].state()))
         return manager.save(checkpoint_number=step)
 
     # ---- loop ----
@@ -407,8 +413,7 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
             step += 1
             global_step.assign(step)
             for ld in loaders:
-                if isinstance(ld, SyntheticLoaderState):
-                    ld.step = step
+                ld.step = step
             window_steps += 1
             if step % cfg.log.every_steps == 0 or step == stop_at:
                 metrics = {k: float(v) for k, v in out.items()}  # float() waits for the step

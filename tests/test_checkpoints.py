@@ -107,9 +107,8 @@ def test_load_official_backbone(official_checkpoint, loaded_backbone):
     for key, value in tensors.items():
         target = expected_layer(key[len("backbone/"):-len(SUFFIX)])
         np.testing.assert_array_equal(variables[target].numpy(), value, err_msg=key)
-    # The loaded model gives the res5 map on [0, 1] input, in inference mode (moving statistics).
-    bn = backbone.get_layer("stem_bn")
-    bn.moving_variance.assign(np.abs(bn.moving_variance.numpy()) + 1.0)
+    # The loaded model gives the res5 map on [0, 1] input, in inference mode (moving statistics; the random
+    # "variances" here may be negative, so only the shape is meaningful).
     out = backbone(tf.zeros([1, 4, 64, 64, 3]), training=False)
     assert out.shape == (1, 2, 2, 2, 2048)
 

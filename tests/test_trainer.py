@@ -193,6 +193,7 @@ def test_train_tiny_logs_and_checkpoints(reference_run):
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[0] == "checkpoint"
 
 
+@pytest.mark.slow  # the SIGTERM test below covers exact resume in the default run
 def test_exact_resume_in_process(reference_run, tmp_path):
     """Stop after 3 steps (checkpoint), start again: same weights as the uninterrupted run, bit for bit."""
     ref_weights, _ = checkpoint_weights(reference_run[0])
@@ -265,7 +266,8 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
 
 # TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
 # float16 path runs compiled. float16 is the GPU setting; bfloat16 is the CPU/TPU one.
-@pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", "false"), ("mixed_float16", "true")])
+@pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", "false"),
+                                           pytest.param("mixed_float16", "true", marks=pytest.mark.slow)])
 def test_precision_switch(precision, jit, tmp_path):
     cfg = load_config("tiny_cpu", RUN_OVERRIDES + [f"runtime.precision={precision}", "train.stop_after_steps=2",
                                                    f"runtime.jit_compile={jit}"])
@@ -293,6 +295,7 @@ def test_precision_switch(precision, jit, tmp_path):
     assert bool(scale_var) == (precision == "mixed_float16")  # dynamic loss scale is checkpointed for fp16 only
 
 
+@pytest.mark.slow  # XLA compilation of the tiny step: ~30 s on 2 cores
 def test_xla_switch(reference_run, tmp_path):
     ref = read_scalars(reference_run[0])["loss"]
     cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["runtime.jit_compile=true", "train.stop_after_steps=2"])
@@ -312,6 +315,7 @@ def _free_ports(n):
     return ports
 
 
+@pytest.mark.slow  # two TF processes + gRPC collectives: ~2 min on 2 cores
 def test_multi_worker_two_processes(reference_run, tmp_path):
     """MultiWorkerMirroredStrategy, 2 worker processes on 127.0.0.1, 2 videos each = the 1-process run."""
     ports = _free_ports(2)
