@@ -20,7 +20,10 @@
 namespace cvrl {
 
 struct VideoInfo {
-  int64_t num_frames = 0;         // frames that actually decode (presentation order), never a header guess
+  int64_t num_frames = 0;         // frames that actually decode (presentation order), never a header guess:
+                                  // the packets the demuxer really delivers (minus those the decoder is told
+                                  // to discard and leading pictures that cannot decode); a packet whose data is
+                                  // corrupt still counts, and get_frames reports it as an error
   double fps = 0.0;               // average rate (stream avg_frame_rate, else num_frames / duration)
   double duration_seconds = 0.0;  // span of the decodable frames' timestamps plus one frame duration
   int width = 0, height = 0;      // coded display size, before rotation
