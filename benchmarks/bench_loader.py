@@ -8,7 +8,8 @@ Contenders, each producing the full CVRL pair (two clips, crop, resize 224, flip
 grayscale p=0.2, blur p=1/0.1, solarize p=0/0.2):
   cvrl_fast    `cvrl_fast.PairLoader` (C++ threads, crop-window decode) with 1 and 2 threads.
   (a) tf.data  the reference pipeline written with TF ops on the TFRecords: decode every JPEG of both
-               clips at full size, sample_distorted_bounding_box crop, resize, SimCLR jitter, blur.
+               clips at full size, sample_distorted_bounding_box crop, resize, SimCLR jitter, blur;
+               also measured without the blur (as if it ran on the accelerator).
   (b) decord   `decord.VideoReader.get_batch` + NumPy/OpenCV augmentation in a 2-thread pool.
   (c) decode   decode only (no augmentation): cvrl_fast full-frame decode of the 32 frames of a pair
                (mp4: VideoReader.get_frames; TFRecord: decode_jpeg_frames), 2-thread pool. A ceiling
@@ -59,6 +60,17 @@ def bench_data() -> dict[str, list[str]]:
     return clips
 
 
+class _Clock:
+    """Wall and process CPU time (all threads). Pairs per CPU-second is robust to other processes
+    competing for the cores; pairs per wall-second is the throughput seen."""
+
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def rates(self, pairs):
+        return pairs / (time.perf_counter() - self.wall), pairs / max(time.process_time() - self.cpu, 1e-9)
+
+
 # ------------------------------------------------------------------ cvrl_fast
 
 def run_cvrl(sources, num_threads: int, num_pairs: int) -> float:
@@ -66,11 +78,11 @@ def run_cvrl(sources, num_threads: int, num_pairs: int) -> float:
     with cvrl_fast.PairLoader(sources, batch_size=BATCH, seed=0, num_threads=num_threads,
                               prefetch_batches=2) as loader:
         next(loader)
-        t0 = time.perf_counter()
+        clock = _Clock()
         done = 0
         while done < num_pairs:
             done += len(next(loader)["index"])
-        return done / (time.perf_counter() - t0)
+        return clock.rates(done)
 
 
 # ------------------------------------------------------------------ shared: sample plans for (b), (c)
@@ -92,9 +104,9 @@ def _plans(paths, num_pairs, seed=0):
 def _pool_rate(fn, items, num_threads):
     with futures.ThreadPoolExecutor(num_threads) as pool:
         list(pool.map(fn, items[:num_threads]))  # warm-up
-        t0 = time.perf_counter()
+        clock = _Clock()
         list(pool.map(fn, items))
-        return len(items) / (time.perf_counter() - t0)
+        return clock.rates(len(items))
 
 
 # ------------------------------------------------------------------ (b) decord + NumPy/OpenCV
@@ -190,8 +202,11 @@ def run_decode_only_jpeg(tfrecord, num_threads, num_pairs):
 
 # ------------------------------------------------------------------ (a) reference tf.data pipeline
 
-def reference_dataset(tfrecord: str, batch_size: int, num_threads: int):
-    """The reference's pretraining input pipeline (TF ops), as in video_ssl + SimCLR preprocessing."""
+def reference_dataset(tfrecord: str, batch_size: int, num_threads: int, with_blur: bool = True):
+    """The reference's pretraining input pipeline (TF ops), as in video_ssl + SimCLR preprocessing.
+
+    with_blur=False drops the blur (TF's 23-tap depthwise convs cost ~0.4 CPU-s per clip here), i.e. the
+    pipeline as if the blur ran on the accelerator; cvrl_fast always blurs on the CPU."""
     import tensorflow as tf
 
     T, S, STRIDE = 16, 224, 2
@@ -240,7 +255,8 @@ def reference_dataset(tfrecord: str, batch_size: int, num_threads: int):
         hw = tf.shape(clip)
         clip = maybe(0.8, lambda x: tf.reshape(jitter(tf.reshape(x, [T * S, S, 3])), hw), clip)
         clip = maybe(0.2, lambda x: tf.tile(tf.image.rgb_to_grayscale(x), [1, 1, 1, 3]), clip)
-        clip = maybe(blur_p, blur, clip)
+        if with_blur:
+            clip = maybe(blur_p, blur, clip)
         clip = maybe(solarize_p, lambda x: tf.where(x < 0.5, x, 1 - x), clip)
         return tf.cast(tf.round(tf.clip_by_value(clip, 0.0, 1.0) * 255.0), tf.uint8)
 
@@ -255,19 +271,18 @@ def reference_dataset(tfrecord: str, batch_size: int, num_threads: int):
 
     opts = tf.data.Options()
     opts.threading.private_threadpool_size = num_threads
-    opts.threading.max_intra_op_parallelism = 1
     ds = tf.data.TFRecordDataset(tfrecord).repeat().map(parse).map(pair, num_parallel_calls=num_threads)
     return ds.batch(batch_size).prefetch(2).with_options(opts)
 
 
-def run_reference(tfrecord, num_threads, num_pairs):
-    ds = iter(reference_dataset(tfrecord, BATCH, num_threads))
+def run_reference(tfrecord, num_threads, num_pairs, with_blur=True):
+    ds = iter(reference_dataset(tfrecord, BATCH, num_threads, with_blur))
     next(ds)
-    t0 = time.perf_counter()
+    clock = _Clock()
     done = 0
     while done < num_pairs:
         done += int(next(ds)["view1"].shape[0])
-    return done / (time.perf_counter() - t0)
+    return clock.rates(done)
 
 
 # ------------------------------------------------------------------ pytest-benchmark entry points
@@ -282,47 +297,61 @@ def loader_data():
 def test_bench_loader(benchmark, loader_data, dataset, num_threads):
     pairs = 16
     benchmark.group = f"loader {dataset}"
-    rate = benchmark.pedantic(run_cvrl, args=(loader_data[dataset], num_threads, pairs), rounds=2, iterations=1)
-    benchmark.extra_info.update(pairs_per_s=round(rate, 1), threads=num_threads)
+    wall, cpu = benchmark.pedantic(run_cvrl, args=(loader_data[dataset], num_threads, pairs), rounds=2, iterations=1)
+    benchmark.extra_info.update(pairs_per_s=round(wall, 1), pairs_per_cpu_s=round(cpu, 1), threads=num_threads)
 
 
 # ------------------------------------------------------------------ table for benchmarks/README.md
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--pairs", type=int, default=48, help="pairs timed per measurement")
+    ap.add_argument("--pairs", type=int, default=32, help="pairs timed per measurement")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best round is kept")
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--only", choices=["default_gop", "g16", "tfrecord"], action="append",
+                    help="measure only these data sets (repeatable)")
     args = ap.parse_args()
     data = bench_data()
     n = args.pairs
-    rows = []
-    for name in ("default_gop", "g16", "tfrecord"):
+    jobs = {}
+    names = args.only or ["default_gop", "g16", "tfrecord"]
+    for name in names:
         src = data[name]
-        r = {"data": name,
-             "cvrl1": run_cvrl(src, 1, n),
-             "cvrl2": run_cvrl(src, 2, n)}
+        jobs[(name, "cvrl1")] = lambda src=src: run_cvrl(src, 1, n)
+        jobs[(name, "cvrl2")] = lambda src=src: run_cvrl(src, 2, n)
         if name == "tfrecord":
-            r["a"] = None if args.skip_reference else run_reference(src[0], 2, n)
-            r["b"] = None
-            r["c"] = run_decode_only_jpeg(src[0], 2, n)
+            if not args.skip_reference:
+                jobs[(name, "a")] = lambda src=src: run_reference(src[0], 2, n)
+                jobs[(name, "a-noblur")] = lambda src=src: run_reference(src[0], 2, n, with_blur=False)
+            jobs[(name, "c")] = lambda src=src: run_decode_only_jpeg(src[0], 2, n)
         else:
-            r["a"] = None
-            r["b"] = run_decord(src, 2, n)
-            r["c"] = run_decode_only(src, 2, n)
-        rows.append(r)
-        print(r, flush=True)
-    fmt = lambda v: "–" if v is None else f"{v:.1f}"  # noqa: E731
-    base = lambda r: r["a"] if r["data"] == "tfrecord" else r["b"]  # noqa: E731
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; batch {BATCH}; "
-          f"{n} pairs per measurement; baselines with 2 threads")
-    print("| data | cvrl_fast 1 thr | cvrl_fast 2 thr | 2 thr / 1 thr | (a) tf.data ref | (b) decord+NumPy | "
-          "(c) decode only | cvrl_fast / baseline |")
+            jobs[(name, "b")] = lambda src=src: run_decord(src, 2, n)
+            jobs[(name, "c")] = lambda src=src: run_decode_only(src, 2, n)
+    best = {}
+    for r in range(args.rounds):  # interleaved, so a busy spell on the shared machine hits every entry
+        for key, job in jobs.items():
+            wall, cpu = job()
+            old = best.get(key, (0.0, 0.0))
+            best[key] = (max(old[0], wall), max(old[1], cpu))
+            print(f"round {r}: {key}: {wall:.1f} pairs/s, {cpu:.1f} pairs/CPU-s", flush=True)
+
+    def cell(name, col):
+        v = best.get((name, col))
+        return "–" if v is None else f"{v[0]:.1f} ({v[1]:.1f})"
+
+    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores (shared with other jobs); batch {BATCH}; "
+          f"{n} pairs per measurement, best of {args.rounds} interleaved rounds; baselines with 2 threads")
+    print("cells: pairs/s wall (pairs per CPU-second)")
+    print("| data | cvrl_fast 1 thr | cvrl_fast 2 thr | (a) tf.data ref | (a) without blur | (b) decord+NumPy | "
+          "(c) decode only | cvrl_fast 2 thr / baseline (wall, CPU) |")
     print("|---|---|---|---|---|---|---|---|")
-    for r in rows:
-        b = base(r)
-        ratio = "–" if not b else f"{r['cvrl2'] / b:.2f}x"
-        print(f"| {r['data']} | {fmt(r['cvrl1'])} | {fmt(r['cvrl2'])} | {r['cvrl2'] / r['cvrl1']:.2f} | {fmt(r['a'])} "
-              f"| {fmt(r['b'])} | {fmt(r['c'])} | {ratio} |")
+    for name in names:
+        base = best.get((name, "a" if name == "tfrecord" else "b"))
+        ours = best[(name, "cvrl2")]
+        ratio = "–" if not base else f"{ours[0] / base[0]:.2f}x, {ours[1] / base[1]:.2f}x"
+        print(f"| {name} | {cell(name, 'cvrl1')} | {cell(name, 'cvrl2')} | {cell(name, 'a')} | {cell(name, 'a-noblur')} "
+              f"| {cell(name, 'b')} "
+              f"| {cell(name, 'c')} | {ratio} |")
 
 
 if __name__ == "__main__":
