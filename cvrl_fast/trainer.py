@@ -315,6 +315,20 @@ def write_scalar(name: str, value: float, step: int) -> None:
     tf.summary.write(name, tf.constant(value, tf.float32), step=step, metadata=metadata)
 
 
+def make_stop_agreement(strategy):
+    """`agree(flag) -> bool`: under MultiWorkerMirroredStrategy, whether ANY worker got SIGTERM (an all-reduce),
+    so every worker leaves the loop after the same step instead of one waiting forever in a collective.
+    Elsewhere the local flag."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return lambda flag: flag
+
+    @tf.function
+    def total(x):
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.identity(x)), axis=None)
+
+    return lambda flag: float(total(tf.constant(1.0 if flag else 0.0))) > 0
+
+
 def checkpoint_dir(workdir: str, worker_index: int, is_chief: bool) -> str:
     # Every worker must call save() under MultiWorkerMirroredStrategy; only the chief's copy is the
     # run's checkpoint. Each worker keeps its own copy because loader state is per worker.
@@ -401,6 +415,7 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
     stop_at = total_steps if not cfg.train.stop_after_steps else min(total_steps, start_step + cfg.train.stop_after_steps)
     clips_per_step = 2 * cfg.train.global_batch_size
     iterator = iter(dist_dataset)
+    agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
     step, metrics, interrupted, path = start_step, {}, False, manager.latest_checkpoint
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
     with _Sigterm() as sigterm, writer.as_default():
@@ -431,7 +446,9 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
                     progbar.update(step, [("loss", metrics["loss"]), ("acc", metrics["contrastive_accuracy"]),
                                           ("clips/s", metrics["clips_per_second"])])
                 window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
-            if sigterm.received:
+            # Multi-worker: agree on stopping only at log steps (an extra collective, and a host sync).
+            if (sigterm.received if agree is None else
+                    (step % cfg.log.every_steps == 0 or step == stop_at) and agree(sigterm.received)):
                 path = save(step)
                 interrupted = True
                 log.warning("SIGTERM: saved %s at step %d, exiting", path, step)

@@ -340,3 +340,48 @@ def test_multi_worker_two_processes(reference_run, tmp_path):
     for key in chief.get_variable_to_shape_map():
         if key.startswith("model/"):
             np.testing.assert_array_equal(chief.get_tensor(key), other.get_tensor(key), err_msg=key)
+
+
+@pytest.mark.slow  # three short runs through the C++ loader: ~1 min on 2 cores
+def test_train_with_pair_loader_resumes_exactly(tmp_path):
+    """data.source != synthetic: the trainer reads cvrl_fast.data.pretrain_dataset and resumes it at the
+    checkpointed step (start_batch), so the resumed run equals the uninterrupted one."""
+    clips = sorted(glob.glob(os.path.join(ROOT, ".cache", "clips", "*.mp4")))
+    if len(clips) < 4:
+        pytest.skip("run scripts/fetch_clips.py first")
+    overrides = RUN_OVERRIDES + ["data.source=videos", "data.sources=" + ",".join(clips),
+                                 f"data.num_train_videos={len(clips)}", "train.total_steps=3"]
+    full = trainer.train(load_config("tiny_cpu", overrides), str(tmp_path / "full"))
+    assert full.step == 3 and np.isfinite(full.metrics["loss"])
+    part = trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), str(tmp_path / "part"))
+    assert part.step == 1
+    trainer.train(load_config("tiny_cpu", overrides), str(tmp_path / "part"))
+    a, _ = checkpoint_weights(str(tmp_path / "full"))
+    b, _ = checkpoint_weights(str(tmp_path / "part"))
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    state = tf.train.load_checkpoint(str(tmp_path / "part" / "checkpoints" / "ckpt-3"))
+    assert json.loads(state.get_tensor("loader_state/.ATTRIBUTES/VARIABLE_VALUE")) == {"source": "videos", "next_step": 3}
+
+
+@pytest.mark.slow  # two TF processes: ~2 min on 2 cores
+def test_multi_worker_sigterm_stops_all_workers(tmp_path):
+    """SIGTERM to the chief only: both workers agree (all-reduce at log steps), save and exit at the same step."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for i in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+        procs.append(_start_cli(str(tmp_path), ["runtime.strategy=multi_worker", "log.every_steps=2"],
+                                env={"TF_CONFIG": tf_config}))
+    _wait_for_step(procs[0], 2, timeout_s=300)
+    procs[0].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert summaries[0]["interrupted"] and summaries[1]["interrupted"], summaries
+    step = summaries[0]["step"]
+    assert summaries[1]["step"] == step and step % 2 == 0 and step < TOTAL_STEPS, summaries
+    assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith(f"ckpt-{step}")
+    assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints_worker1")).endswith(f"ckpt-{step}")
