@@ -502,3 +502,21 @@ def test_tfrecord_prep_cli(media, tmp_path):
         frames, labels, fps = _C.parse_video_record(f.read(length))
     assert labels == [7] and fps == 25.0 and len(frames) == 50  # 2 s of 24 fps video at 25 fps
     assert cvrl_fast.decode_jpeg_frames(frames[:1]).shape == (1, 32, 45, 3)  # 56x80 -> short side 32
+
+
+def test_sample_pair_variable_frame_rate_uses_timestamps(tmp_path):
+    """A 25 fps + 10 fps VFR file: the 25 fps index space maps onto frames by timestamp, so a clip
+    lasts (T-1)*s/25 seconds wherever it falls."""
+    from conftest import _make_vfr
+
+    path = _make_vfr(tmp_path)
+    reader = _C.VideoReader(str(path))
+    pts = np.asarray(reader.frame_pts_seconds)
+    cfg = AugmentConfig(num_frames=8, crop_size=16)
+    _, _, info = sample_pair(str(path), 0, cfg, return_params=True)
+    frame_map = _C.fixed_rate_frame_map(list(pts), 25.0)
+    assert info["num_frames"] == len(frame_map) and abs(len(frame_map) - round((pts[-1] - pts[0] + 0.04) * 25)) <= 1
+    assert len(frame_map) > reader.num_frames  # the 10 fps part is resampled up, not stretched in time
+    for i, f in enumerate(frame_map):
+        t = pts[0] + i / 25.0
+        assert pts[f] <= t + 1e-6 and (f + 1 == len(pts) or pts[f + 1] > t + 1e-6)
