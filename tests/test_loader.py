@@ -520,3 +520,9 @@ def test_sample_pair_variable_frame_rate_uses_timestamps(tmp_path):
     for i, f in enumerate(frame_map):
         t = pts[0] + i / 25.0
         assert pts[f] <= t + 1e-6 and (f + 1 == len(pts) or pts[f + 1] > t + 1e-6)
+
+
+def test_loader_without_shuffle_keeps_source_order(media):
+    with PairLoader(_good(media), batch_size=4, seed=0, num_threads=2, config=SMALL, epochs=2, shuffle=False) as ld:
+        idx = _collect(ld)[2]
+    assert idx.tolist() == [0, 1, 2, 3, 4, 5] * 2  # epochs in source order, batches straddle epochs
