@@ -102,17 +102,28 @@ PYBIND11_MODULE(_C, m) {
           if (PyBytes_AsStringAndSize(b.ptr(), &data, &len) != 0) throw py::error_already_set();
           views.emplace_back(data, static_cast<size_t>(len));
         }
-        int h = 0, w = 0;
-        std::vector<uint8_t> pixels;
+        // Decode straight into the numpy array: the GIL is held only while the array is created.
+        py::object result;
         {
           py::gil_scoped_release release;
-          pixels = cvrl::decode_jpeg_frames(views, &h, &w, size,
-                                            fast_dct ? cvrl::JpegDct::kFast : cvrl::JpegDct::kAccurate);
+          cvrl::decode_jpeg_frames_into(
+              views,
+              [&](int h, int w) {
+                py::gil_scoped_acquire acquire;
+                py::array_t<uint8_t> out({static_cast<py::ssize_t>(views.size()), static_cast<py::ssize_t>(h),
+                                          static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
+                uint8_t* data = out.mutable_data();
+                result = std::move(out);
+                return data;
+              },
+              size, fast_dct ? cvrl::JpegDct::kFast : cvrl::JpegDct::kAccurate);
         }
-        py::array_t<uint8_t> out({static_cast<py::ssize_t>(frames.size()), static_cast<py::ssize_t>(h),
-                                  static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
-        if (!pixels.empty()) std::memcpy(out.mutable_data(), pixels.data(), pixels.size());
-        return out;
+        if (!result) {  // empty list
+          const py::ssize_t h = size ? size->first : 0, w = size ? size->second : 0;
+          result = py::array_t<uint8_t>({py::ssize_t{0}, std::max<py::ssize_t>(h, 0), std::max<py::ssize_t>(w, 0),
+                                         py::ssize_t{3}});
+        }
+        return result;
       },
       py::arg("frames"), py::arg("size") = std::nullopt, py::arg("fast_dct") = false,
       "Decode JPEG frames (a list of bytes) to uint8 [N, H, W, 3] RGB; size=(h, w) resizes (bilinear).");

@@ -5,6 +5,7 @@
 #include <turbojpeg.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -42,6 +43,23 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
 
 std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
                                         std::optional<std::pair<int, int>> out_size, JpegDct dct) {
+  std::vector<uint8_t> out;
+  *out_h = *out_w = 0;
+  decode_jpeg_frames_into(
+      jpegs,
+      [&](int h, int w) {
+        *out_h = h;
+        *out_w = w;
+        out.resize(jpegs.size() * static_cast<size_t>(h) * w * 3);
+        return out.data();
+      },
+      out_size, dct);
+  return out;
+}
+
+void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
+                             const std::function<uint8_t*(int out_h, int out_w)>& allocate,
+                             std::optional<std::pair<int, int>> out_size, JpegDct dct) {
   const int flags = dct == JpegDct::kFast ? TJFLAG_FASTDCT : TJFLAG_ACCURATEDCT;
   if (out_size && (out_size->first <= 0 || out_size->second <= 0))
     throw std::invalid_argument("output size must be positive, got (" + std::to_string(out_size->first) + ", " +
@@ -52,7 +70,7 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
 
   int src_h = 0, src_w = 0;
   int dst_h = 0, dst_w = 0;
-  std::vector<uint8_t> out;
+  uint8_t* out = nullptr;
   std::vector<uint8_t> full;     // one decoded frame at source size (only when resizing)
   std::vector<uint8_t> scratch;  // padded resize output
   ff::Sws sws;
@@ -70,14 +88,14 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
       src_h = h_px;
       dst_h = out_size ? out_size->first : src_h;
       dst_w = out_size ? out_size->second : src_w;
-      out.resize(jpegs.size() * static_cast<size_t>(dst_h) * dst_w * 3);
+      out = allocate(dst_h, dst_w);
     } else if (w != src_w || h_px != src_h) {
       throw std::invalid_argument("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" +
                                   std::to_string(h_px) + " but frame 0 is " + std::to_string(src_w) + "x" +
                                   std::to_string(src_h) + ": all frames must have the same size");
     }
     const bool resize = dst_w != src_w || dst_h != src_h;
-    uint8_t* target = out.data() + i * static_cast<size_t>(dst_h) * dst_w * 3;
+    uint8_t* target = out + i * static_cast<size_t>(dst_h) * dst_w * 3;
     if (!resize) {
       check(h, tjDecompress2(h, data, size, target, src_w, src_w * 3, src_h, TJPF_RGB, flags), i);
       continue;
@@ -139,9 +157,6 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
       std::memcpy(target + static_cast<size_t>(r) * dst_w * 3, scratch.data() + static_cast<size_t>(r) * stride,
                   static_cast<size_t>(dst_w) * 3);
   }
-  *out_h = dst_h;
-  *out_w = dst_w;
-  return out;
 }
 
 }  // namespace cvrl

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string_view>
 #include <utility>
@@ -20,5 +21,12 @@ std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpe
 enum class JpegDct { kAccurate, kFast };
 std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
                                         std::optional<std::pair<int, int>> out_size, JpegDct dct);
+
+// Same, decoding straight into caller memory: allocate(out_h, out_w) is called once, after frame 0's
+// header is read and before anything is decoded, and must return jpegs.size() * out_h * out_w * 3 bytes.
+// Not called for an empty list.
+void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
+                             const std::function<uint8_t*(int out_h, int out_w)>& allocate,
+                             std::optional<std::pair<int, int>> out_size, JpegDct dct);
 
 }  // namespace cvrl
