@@ -235,20 +235,28 @@ inline v8sf load8(const float* p) {
   return v;
 }
 
+// Accumulates taps first..last for BLOCK consecutive outputs in BLOCK/8 independent registers (enough
+// independent adds to hide the add latency).
+template <int BLOCK>
+inline void conv_block(const float* in, int64_t stride, const float* w, int first, int last, float* out) {
+  constexpr int kVecs = BLOCK / 8;
+  v8sf acc[kVecs];
+  for (int v = 0; v < kVecs; ++v) acc[v] = v8sf{0, 0, 0, 0, 0, 0, 0, 0};
+  for (int j = first; j <= last; ++j) {
+    const float* src = in + j * stride;
+    const float wj = w[j];
+    for (int v = 0; v < kVecs; ++v) acc[v] += wj * load8(src + 8 * v);
+  }
+  std::memcpy(out, acc, sizeof(acc));
+}
+
 // out[i] = sum_j w[j] * in[i + j * stride] for i in [0, n), taps j = first..last accumulated in
-// order (so results do not depend on the vector width). Eight outputs per step stay in registers.
+// order (so results do not depend on the vector width or the blocking).
 CVRL_HOT void conv_taps(const float* in, int64_t stride, const float* w, int first, int last, int n, float* out) {
   int i = 0;
-  for (; i + 16 <= n; i += 16) {
-    v8sf a0 = {0, 0, 0, 0, 0, 0, 0, 0}, a1 = a0;
-    for (int j = first; j <= last; ++j) {
-      const float* src = in + j * stride + i;
-      a0 += w[j] * load8(src);
-      a1 += w[j] * load8(src + 8);
-    }
-    std::memcpy(out + i, &a0, sizeof(a0));
-    std::memcpy(out + i + 8, &a1, sizeof(a1));
-  }
+  for (; i + 64 <= n; i += 64) conv_block<64>(in + i, stride, w, first, last, out + i);
+  for (; i + 32 <= n; i += 32) conv_block<32>(in + i, stride, w, first, last, out + i);
+  for (; i + 8 <= n; i += 8) conv_block<8>(in + i, stride, w, first, last, out + i);
   for (; i < n; ++i) {
     float acc = 0.f;
     for (int j = first; j <= last; ++j) acc += w[j] * in[j * stride + i];
