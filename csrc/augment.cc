@@ -42,20 +42,24 @@ std::vector<Interp> interpolation(int out_size, int in_size) {
 // The pipeline works on planar frames: plane c of a frame is S*S floats, so every op is a
 // unit-stride loop that vectorises. The resize deinterleaves; the output step interleaves back.
 
-// Horizontal half of the bilinear kernel for one source row: top = tl + (tr - tl) * x_lerp, as TF.
-// Writes three planar rows of out_w values at out, out + plane_row, out + 2 * plane_row.
-CVRL_HOT void lerp_row(const uint8_t* src, const int* lo3, const int* hi3, const float* xl, int out_w, float* out) {
+CVRL_HOT void u8_to_f32(const uint8_t* src, int n, float* out) {
+  for (int i = 0; i < n; ++i) out[i] = static_cast<float>(src[i]);
+}
+
+// Horizontal half of the bilinear kernel for one source row (already converted to float, which is
+// exact): top = tl + (tr - tl) * x_lerp, as TF. Writes three planar rows of out_w values at out,
+// out + out_w, out + 2 * out_w.
+CVRL_HOT void lerp_row(const float* src, const int* lo3, const int* hi3, const float* xl, int out_w, float* out) {
   float* o0 = out;
   float* o1 = out + out_w;
   float* o2 = out + 2 * out_w;
   for (int x = 0; x < out_w; ++x) {
-    const uint8_t* a = src + lo3[x];
-    const uint8_t* b = src + hi3[x];
+    const float* a = src + lo3[x];
+    const float* b = src + hi3[x];
     const float w = xl[x];
-    const float l0 = a[0], l1 = a[1], l2 = a[2], r0 = b[0], r1 = b[1], r2 = b[2];
-    o0[x] = l0 + (r0 - l0) * w;
-    o1[x] = l1 + (r1 - l1) * w;
-    o2[x] = l2 + (r2 - l2) * w;
+    o0[x] = a[0] + (b[0] - a[0]) * w;
+    o1[x] = a[1] + (b[1] - a[1]) * w;
+    o2[x] = a[2] + (b[2] - a[2]) * w;
   }
 }
 
@@ -321,11 +325,17 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
     xl[x] = it.lerp;
   }
   const int radius = s.blur_radius();
-  std::vector<float>& work = scratch(2, static_cast<size_t>(2 * S * 3 + plane + S + 2 * radius + frame_values));
+  std::vector<float>& work = scratch(2, static_cast<size_t>(2 * S * 3 + plane + S + 2 * radius + frame_values +
+                                                           static_cast<int64_t>(clip.width) * 3));
   float* row_buf[2] = {work.data(), work.data() + S * 3};  // planar horizontal rows (3 x S)
   float* blur_tmp = work.data() + 2 * S * 3;
   float* blur_pad = blur_tmp + plane;
   auto* quant = reinterpret_cast<int32_t*>(blur_pad + S + 2 * radius);  // frame_values int32 (same size)
+  float* src_row = blur_pad + S + 2 * radius + frame_values;            // one source row as float
+  auto lerp_source_row = [&](const uint8_t* row, float* out) {
+    u8_to_f32(row, clip.width * 3, src_row);
+    lerp_row(src_row, lo3.data(), hi3.data(), xl.data(), S, out);
+  };
 
   auto resize_frame = [&](int t, float* out) {  // out: planar frame (3 planes of S*S)
     const uint8_t* src = clip.frames[t];
@@ -336,15 +346,13 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
       int s_lo = find(lo), s_hi = find(hi);
       if (s_lo < 0) {
         s_lo = s_hi == 0 ? 1 : 0;
-        lerp_row(src + static_cast<int64_t>(lo) * clip.row_stride_bytes, lo3.data(), hi3.data(), xl.data(), S,
-                 row_buf[s_lo]);
+        lerp_source_row(src + static_cast<int64_t>(lo) * clip.row_stride_bytes, row_buf[s_lo]);
         cached[s_lo] = lo;
       }
       if (s_hi < 0) {
         s_hi = lo == hi ? s_lo : 1 - s_lo;
         if (lo != hi) {
-          lerp_row(src + static_cast<int64_t>(hi) * clip.row_stride_bytes, lo3.data(), hi3.data(), xl.data(), S,
-                   row_buf[s_hi]);
+          lerp_source_row(src + static_cast<int64_t>(hi) * clip.row_stride_bytes, row_buf[s_hi]);
           cached[s_hi] = hi;
         }
       }
