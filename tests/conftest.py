@@ -91,6 +91,12 @@ VIDEO_SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     "h264_open_gop_mkv": ("h264_open_gop.mkv", lavfi_source(seconds=3),
                           ["-c:v", "libx264", "-x264-params", "open-gop=1:keyint=10:min-keyint=10:bframes=3:scenecut=0"]),
     "h264_ts": ("h264.ts", lavfi_source(), ["-c:v", "libx264", "-bf", "3", "-g", "12"]),
+    # Interlaced (MBAFF H.264, interlaced-DCT MPEG-2), top field first.
+    "h264_interlaced_ts": ("h264_interlaced.ts", lavfi_source(), ["-c:v", "libx264", "-flags", "+ildct+ilme",
+                                                                 "-x264-params", "interlaced=1:tff=1", "-bf", "2",
+                                                                 "-g", "12"]),
+    "mpeg2_interlaced_ts": ("mpeg2_interlaced.ts", lavfi_source(), ["-c:v", "mpeg2video", "-flags", "+ildct+ilme",
+                                                                   "-top", "1", "-bf", "2", "-g", "12"]),
     "h264_yuv444_mkv": ("h264_444.mkv", lavfi_source(), ["-c:v", "libx264", "-pix_fmt", "yuv444p", "-g", "10"]),
     "h264_10bit_mp4": ("h264_10bit.mp4", lavfi_source(), ["-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-g", "10"]),
     "hevc_mp4": ("hevc.mp4", lavfi_source(), ["-c:v", "libx265", "-x265-params", "log-level=none", "-g", "12"]),
