@@ -207,7 +207,7 @@ struct VideoReader::Impl {
       if (static_cast<int>(i) != stream_index) fmt->streams[i]->discard = AVDISCARD_ALL;
     time_base = st->time_base;
 
-    info.codec = codec->name;
+    info.codec = avcodec_get_name(st->codecpar->codec_id);  // the codec, not the decoder ("av1", not "libdav1d")
     info.width = st->codecpar->width;
     info.height = st->codecpar->height;
     if (info.width <= 0 || info.height <= 0)

@@ -101,6 +101,7 @@ VIDEO_SPECS: dict[str, tuple[str, list[str], list[str]]] = {
     "h264_10bit_mp4": ("h264_10bit.mp4", lavfi_source(), ["-c:v", "libx264", "-pix_fmt", "yuv420p10le", "-g", "10"]),
     "hevc_mp4": ("hevc.mp4", lavfi_source(), ["-c:v", "libx265", "-x265-params", "log-level=none", "-g", "12"]),
     "hevc_mkv": ("hevc.mkv", lavfi_source(), ["-c:v", "libx265", "-x265-params", "log-level=none", "-g", "7"]),
+    "av1_mp4": ("av1.mp4", lavfi_source(), ["-c:v", "libsvtav1", "-g", "12"]),
     "vp9_webm": ("vp9.webm", lavfi_source(), ["-c:v", "libvpx-vp9", "-g", "12", "-deadline", "realtime"]),
     "mpeg2_mpg": ("mpeg2.mpg", lavfi_source(), ["-c:v", "mpeg2video", "-bf", "2", "-g", "12"]),
     "mpeg2_ts": ("mpeg2.ts", lavfi_source(), ["-c:v", "mpeg2video", "-bf", "2", "-g", "12"]),

@@ -160,7 +160,7 @@ def test_metadata(video_files):
 
 def test_metadata_codecs(video_files):
     expected = {"hevc_mkv": "hevc", "vp9_webm": "vp9", "mpeg2_mpg": "mpeg2video", "mpeg4_avi": "mpeg4",
-                "mjpeg_avi": "mjpeg"}
+                "mjpeg_avi": "mjpeg", "av1_mp4": "av1"}
     for name, codec in expected.items():
         reader = cvrl_fast.VideoReader(video_files[name])
         assert reader.codec == codec
