@@ -13,7 +13,9 @@
 """
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -143,12 +145,18 @@ def video_files(tmp_path_factory) -> dict[str, pathlib.Path]:
     """Small synthetic videos made with the ffmpeg CLI (see VIDEO_SPECS), plus "vfr_mkv" and
     "rotated_{90,180,270}_mp4" (display-matrix rotation)."""
     directory = tmp_path_factory.mktemp("videos")
-    files = {}
-    for name, (file_name, inputs, outputs) in VIDEO_SPECS.items():
-        path = directory / file_name
-        _run(["ffmpeg", "-v", "error", "-y", *inputs, *outputs, str(path)])
-        files[name] = path
-    files["vfr_mkv"] = _make_vfr(directory)
+    files = {name: directory / file_name for name, (file_name, _, _) in VIDEO_SPECS.items()}
+
+    def make(name):
+        _, inputs, outputs = VIDEO_SPECS[name]
+        _run(["ffmpeg", "-v", "error", "-y", *inputs, *outputs, str(files[name])])
+
+    # The encoders are single-threaded at these sizes: run them side by side.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        vfr = pool.submit(_make_vfr, directory)
+        for future in [pool.submit(make, name) for name in VIDEO_SPECS]:
+            future.result()
+        files["vfr_mkv"] = vfr.result()
     # Rotation metadata survives only a stream copy in this ffmpeg: re-mux with a display matrix.
     for degrees in (90, 180, 270):
         rotated = directory / f"rotated_{degrees}.mp4"
