@@ -10,7 +10,9 @@ a single frame says nothing about the class; only how the object moves over time
   3 ``pulse``       the object stays put and grows and shrinks
 
 All four classes are invariant under a horizontal flip (CVRL's augmentation flips), so flipping never
-turns one class into another. Frames are rendered with NumPy and encoded to H.264 mp4 by the ``ffmpeg``
+turns one class into another. The object's colour and the background's tint drift over time, so two
+clips of one video far apart in time do not share colours: matching them takes the motion, which is
+what CVRL's temporally distant positive pairs are meant to teach. Frames are rendered with NumPy and encoded to H.264 mp4 by the ``ffmpeg``
 CLI (a real encoder, real GOP structure, real decode path).
 
     python -m cvrl_fast.demo_data OUT_DIR [--train 160] [--val 80] [--seed 0]
@@ -43,8 +45,7 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
         r = rng.uniform(3, 8)
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         background[mask] = rng.uniform(0, 255, 3)
-    # The moving object: a disc or square with a stripe texture in a random colour.
-    colour = rng.uniform(0, 255, 3).astype(np.float32)
+    # The moving object: a disc or square with a stripe texture.
     radius = rng.uniform(size * 0.09, size * 0.16)
     square = rng.random() < 0.5
     stripes = 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None]
@@ -52,8 +53,17 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
     phase = rng.uniform(0, 2 * np.pi)
     amplitude = rng.uniform(size * 0.18, size * 0.3)
     centre = size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)
+    # Colour drift: the object's colour moves between random key colours every `hold` frames, and the
+    # background is tinted by a slowly rotating colour.
+    hold = rng.uniform(15, 30)
+    keys = rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32)
+    tint_phase = rng.uniform(0, 2 * np.pi, 3)
+    tint_speed = rng.uniform(0.03, 0.08)
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
+        k, f = divmod(i / hold, 1.0)
+        colour = keys[int(k)] * (1 - f) + keys[int(k) + 1] * f
+        tint = 1.0 + 0.35 * np.sin(tint_phase + tint_speed * i).astype(np.float32)
         a = 2 * np.pi * i / period + phase
         cy, cx, r = centre[0], centre[1], radius
         if label == 0:
@@ -68,7 +78,7 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
             mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
         else:
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        frame = background.copy()
+        frame = background * tint
         frame[mask] = (colour * stripes)[mask]
         frames[i] = frame.clip(0, 255).astype(np.uint8)
     return frames
