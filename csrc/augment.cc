@@ -233,7 +233,10 @@ BlurKernel blur_kernel(float sigma, int radius) {
 
 typedef float v8sf __attribute__((vector_size(32)));
 
-inline v8sf load8(const float* p) {
+// v8sf never crosses a non-inlined call boundary (load8 is always inlined), so GCC's note that
+// returning a 32-byte vector without AVX "changes the ABI" does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+__attribute__((always_inline)) inline v8sf load8(const float* p) {
   v8sf v;
   std::memcpy(&v, p, sizeof(v));
   return v;
