@@ -526,3 +526,24 @@ def test_loader_without_shuffle_keeps_source_order(media):
     with PairLoader(_good(media), batch_size=4, seed=0, num_threads=2, config=SMALL, epochs=2, shuffle=False) as ld:
         idx = _collect(ld)[2]
     assert idx.tolist() == [0, 1, 2, 3, 4, 5] * 2  # epochs in source order, batches straddle epochs
+
+
+def test_loader_create_close_does_not_leak(media):
+    import psutil
+
+    proc = psutil.Process()
+    paths = _good(media)
+
+    cfg = AugmentConfig(num_frames=8, crop_size=96)  # ~0.9 MB per batch buffer: a leaked pool would show
+
+    def cycle():
+        with PairLoader(paths, batch_size=2, seed=0, num_threads=2, config=cfg) as ld:
+            next(ld)
+
+    for _ in range(3):
+        cycle()  # warm allocator caches and thread-local scratch
+    threads, rss = proc.num_threads(), proc.memory_info().rss
+    for _ in range(25):
+        cycle()
+    assert proc.num_threads() <= threads
+    assert proc.memory_info().rss - rss < 20 * 2**20  # 25 loaders: no per-loader leak
