@@ -22,7 +22,9 @@ writes ``OUT_DIR/{train,val}/*.mp4`` and ``OUT_DIR/{train,val}.csv`` (``path,lab
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import csv
+import os
 import pathlib
 import shutil
 import subprocess
@@ -100,21 +102,29 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
         raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
     out = pathlib.Path(out_dir)
     lists = {}
+    jobs = []
     for split, count, split_seed in (("train", num_train, seed), ("val", num_val, seed + 1_000_003)):
-        rng = np.random.default_rng(split_seed)
         (out / split).mkdir(parents=True, exist_ok=True)
         rows = []
         for i in range(count):
             label = i % len(CLASSES)
             path = out / split / f"{split}_{i:04d}_{CLASSES[label]}.mp4"
-            if not path.exists():
-                encode_mp4(render_video(rng, label, size=size, num_frames=num_frames), path)
-            else:
-                render_video(rng, label, size=size, num_frames=num_frames)  # keep the RNG stream aligned
+            # One RNG per video: the dataset is the same whatever order the videos are written in.
+            jobs.append((np.random.default_rng([split_seed, i]), label, path))
             rows.append((str(path), label))
         lists[split] = out / f"{split}.csv"
         with open(lists[split], "w", newline="") as f:
             csv.writer(f).writerows([("path", "label"), *rows])
+
+    def write(job):
+        rng, label, path = job
+        if not path.exists():
+            tmp = path.with_suffix(".tmp.mp4")
+            encode_mp4(render_video(rng, label, size=size, num_frames=num_frames), tmp)
+            tmp.rename(path)  # a killed run never leaves a half-written video behind
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
+        list(pool.map(write, jobs))
     return lists
 
 

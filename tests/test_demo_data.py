@@ -1,0 +1,75 @@
+"""The demo dataset: classes are defined by motion, not by colour."""
+import numpy as np
+import pytest
+
+from cvrl_fast import demo_data
+
+
+def _render(n_per_class=12, seed=0):
+    videos, labels = [], []
+    for label in range(len(demo_data.CLASSES)):
+        for i in range(n_per_class):
+            rng = np.random.default_rng([seed, label, i])
+            videos.append(demo_data.render_video(rng, label, size=48, num_frames=40).astype(np.float32))
+            labels.append(label)
+    return videos, np.array(labels)
+
+
+def _nearest_centroid_accuracy(feats, labels, n_train):
+    """Leave-some-out check: centroids from the first n_train of each class, accuracy on the rest."""
+    feats = (feats - feats.mean(0)) / (feats.std(0) + 1e-9)
+    classes = np.unique(labels)
+    train = np.concatenate([np.where(labels == c)[0][:n_train] for c in classes])
+    test = np.setdiff1d(np.arange(len(labels)), train)
+    centroids = np.stack([feats[train][labels[train] == c].mean(0) for c in classes])
+    pred = np.argmin(((feats[test, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    return float(np.mean(pred == labels[test]))
+
+
+def _motion_features(v):
+    """Spatial spread of frame-difference energy along x and y, and its total: a hand-made motion cue."""
+    # Large per-pixel changes only: the object's edges moving, not the slow colour and tint drift.
+    diff = (np.abs(np.diff(v.mean(-1), axis=0)) > 40).sum(0).astype(np.float64) + 1e-6
+    h, w = diff.shape
+    p = diff / diff.sum()
+    ys, xs = np.mgrid[0:h, 0:w]
+    sx = np.sqrt((p * (xs - (p * xs).sum()) ** 2).sum())
+    sy = np.sqrt((p * (ys - (p * ys).sum()) ** 2).sum())
+    return [sx / (sx + sy), sx + sy]
+
+
+def test_classes_depend_on_motion_not_colour():
+    videos, labels = _render()
+    colour = np.array([v.reshape(-1, 3).mean(0).tolist() + v.reshape(-1, 3).std(0).tolist() for v in videos])
+    motion = np.array([_motion_features(v) for v in videos])
+    colour_acc = _nearest_centroid_accuracy(colour, labels, 6)
+    motion_acc = _nearest_centroid_accuracy(motion, labels, 6)
+    assert colour_acc <= 0.5, colour_acc          # chance is 0.25: colour statistics don't give the class
+    assert motion_acc >= 0.75, motion_acc         # a crude motion cue does
+    # A single frame carries no motion: horizontal and vertical differ only in time.
+    assert motion_acc > colour_acc + 0.3
+
+
+def test_render_video_is_deterministic():
+    a = demo_data.render_video(np.random.default_rng(5), 2, size=32, num_frames=10)
+    b = demo_data.render_video(np.random.default_rng(5), 2, size=32, num_frames=10)
+    assert a.shape == (10, 32, 32, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)
+
+
+def test_make_dataset_writes_balanced_lists(tmp_path):
+    lists = demo_data.make_dataset(tmp_path, num_train=8, num_val=4, size=32, num_frames=12)
+    import csv
+
+    rows = list(csv.reader(open(lists["train"])))[1:]
+    assert [int(r[1]) for r in rows] == [0, 1, 2, 3] * 2
+    from cvrl_fast import VideoReader
+
+    r = VideoReader(rows[0][0])
+    assert (r.num_frames, r.width, r.height, r.codec) == (12, 32, 32, "h264")
+
+
+def test_make_dataset_fails_without_ffmpeg(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo_data.shutil, "which", lambda name: None)
+    with pytest.raises(RuntimeError, match="the ffmpeg CLI is needed"):
+        demo_data.make_dataset(tmp_path, num_train=1, num_val=1)
