@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Serialise concurrent rebuilds of the extension (several shells may call `make build`).
 LOCK := flock $(CURDIR)/.build.lock
 
-.PHONY: setup apt venv build test test-all bench demo clean
+.PHONY: setup apt venv build test test-all bench bench-baseline demo clean
 
 setup: apt venv build
 
@@ -44,9 +44,23 @@ test-all: setup
 	$(PY) scripts/fetch_clips.py
 	$(PY) -m pytest -q -m ""
 
+# Benchmarks are pytest-benchmark suites (bench_*.py). A stored baseline (benchmarks/baselines/, made on
+# this project's 2-core machine by `make bench-baseline`) turns them into a gate: `make bench` fails when a
+# benchmark's median is more than BENCH_MARGIN slower than the baseline's.
+BENCH_MARGIN ?= 35%
+BENCH_ARGS := -q -p no:cacheprovider -m "" -o python_files="bench_*.py" benchmarks --benchmark-only \
+              --benchmark-storage=file://$(CURDIR)/benchmarks/baselines
 bench: setup
 	$(PY) scripts/fetch_clips.py
-	$(PY) -m pytest -q benchmarks -p no:cacheprovider --benchmark-only
+	@if ls benchmarks/baselines/*/*.json >/dev/null 2>&1; then \
+	  $(PY) -m pytest $(BENCH_ARGS) --benchmark-compare --benchmark-compare-fail=median:$(BENCH_MARGIN); \
+	else \
+	  echo "bench: no stored baseline yet (make bench-baseline)"; $(PY) -m pytest $(BENCH_ARGS); \
+	fi
+
+bench-baseline: setup
+	$(PY) scripts/fetch_clips.py
+	$(PY) -m pytest $(BENCH_ARGS) --benchmark-save=baseline
 
 demo: setup
 	$(PY) -m cvrl_fast.cli demo --workdir demo_work

@@ -21,10 +21,10 @@ def get_config() -> Config:
     cfg.data.image_size = 64
     cfg.data.num_train_videos = 240
     cfg.train.global_batch_size = 16
-    cfg.train.epochs = 20.0
+    cfg.train.epochs = 10.0
     cfg.train.warmup_epochs = 1.0
-    cfg.train.base_learning_rate = 0.32
-    cfg.train.base_batch_size = 64
+    cfg.train.base_learning_rate = 0.2
+    cfg.train.base_batch_size = 16
     cfg.checkpoint.every_steps = 100
     cfg.log.every_steps = 5
     cfg.log.progress_bar = True
