@@ -27,7 +27,8 @@ import numpy as np
 
 from . import _eval_views as views
 from ._C import fixed_rate_frame_map
-from ._video import VideoReader
+from ._loader import _is_tfrecord
+from ._video import VideoReader, decode_jpeg_frames
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv")
 
@@ -42,6 +43,8 @@ def read_labelled_sources(spec: str | Sequence[str]) -> tuple[list[str], list[in
       are relative to the list file; a line without a label gets label -1.
     - A directory with class sub-directories: labels are the sorted sub-directory names' indices.
     - A directory of videos, a glob or a list of paths: label -1 (unlabelled).
+    - Reference-format TFRecord files (a path or a glob): one item `file#n` per record, labelled by its
+      first `clip/label/index`.
     Labels written as integers are used as is; otherwise class names are mapped to sorted indices.
     """
     if isinstance(spec, (list, tuple)):
@@ -66,10 +69,30 @@ def read_labelled_sources(spec: str | Sequence[str]) -> tuple[list[str], list[in
         return paths, [-1] * len(paths), []
     if spec.lower().endswith((".csv", ".txt")):
         return _read_list_file(spec)
+    if _is_tfrecord(spec) and os.path.isfile(spec):
+        return _read_tfrecord_labels([spec])
     paths = sorted(glob.glob(spec))
+    if paths and all(_is_tfrecord(p) for p in paths):
+        return _read_tfrecord_labels(paths)
     if not paths:
         raise ValueError(f"{spec}: not a directory, list file (.csv/.txt) or glob matching any file")
     return paths, [-1] * len(paths), []
+
+
+def _read_tfrecord_labels(files: Sequence[str]) -> tuple[list[str], list[int], list[str]]:
+    """One item `file#record` per SequenceExample, labelled by its first `clip/label/index` (-1 if none)."""
+    import tensorflow as tf
+
+    paths, labels = [], []
+    for f in files:
+        for i, raw in enumerate(tf.data.TFRecordDataset(f)):
+            ex = tf.train.SequenceExample.FromString(raw.numpy())
+            value = ex.context.feature["clip/label/index"].int64_list.value
+            paths.append(f"{f}#{i}")
+            labels.append(int(value[0]) if len(value) else -1)
+    if not paths:
+        raise ValueError(f"{files[0]}: the TFRecord file holds no records")
+    return paths, labels, []
 
 
 def _read_list_file(path: str) -> tuple[list[str], list[int], list[str]]:
@@ -130,6 +153,41 @@ class IndexedVideo:
         return frames[inverse]
 
 
+class IndexedRecord:
+    """A reference-format TFRecord video (`file#record`): one JPEG per stored frame, native index space."""
+
+    def __init__(self, item: str):
+        import tensorflow as tf
+
+        path, _, record = item.rpartition("#")
+        self.path = item
+        raw = next(iter(tf.data.TFRecordDataset(path).skip(int(record)).take(1)), None)
+        if raw is None:
+            raise ValueError(f"{path}: no record {record}")
+        ex = tf.train.SequenceExample.FromString(raw.numpy())
+        self.jpegs = [f.bytes_list.value[0] for f in ex.feature_lists.feature_list["image/encoded"].feature]
+        self.num_frames = len(self.jpegs)
+        if self.num_frames == 0:
+            raise ValueError(f"{item}: the record has no image/encoded frames")
+        self.height, self.width = decode_jpeg_frames(self.jpegs[:1]).shape[1:3]
+
+    def clip(self, indices: np.ndarray, crop: Sequence[int] | None = None) -> np.ndarray:
+        unique, inverse = np.unique(np.asarray(indices, np.int64), return_inverse=True)
+        frames = decode_jpeg_frames([self.jpegs[i] for i in unique], dct_method="INTEGER_FAST")
+        if crop is not None:
+            x, y, w, h = crop
+            frames = frames[:, y:y + h, x:x + w]
+        return np.ascontiguousarray(frames[inverse])
+
+
+def open_source(item: str, target_fps: float | None = 25.0):
+    """A video file in the fixed-rate index space, or a TFRecord record (`file#n`) in its stored frames."""
+    path = item.rpartition("#")[0]
+    if path and _is_tfrecord(path):
+        return IndexedRecord(item)
+    return IndexedVideo(item, target_fps)
+
+
 def _resize_bilinear(frames: np.ndarray, height: int, width: int, truncate: bool):
     """TF bilinear resize (half-pixel centres, no antialias) to uint8: truncated (training parity) or rounded."""
     import tensorflow as tf
@@ -141,7 +199,7 @@ def _resize_bilinear(frames: np.ndarray, height: int, width: int, truncate: bool
     return tf.cast(out, tf.uint8).numpy()
 
 
-def train_clip(video: IndexedVideo, cfg, seed: int, epoch: int, index: int) -> np.ndarray:
+def train_clip(video: IndexedVideo | IndexedRecord, cfg, seed: int, epoch: int, index: int) -> np.ndarray:
     """One linear-eval / fine-tune training clip (spec §6.1): uint8 [T, S, S, 3], a pure function of its seeds.
 
     Start UniformInt over the valid range, the crop box drawn by TF's own
@@ -168,7 +226,7 @@ def train_clip(video: IndexedVideo, cfg, seed: int, epoch: int, index: int) -> n
     return np.ascontiguousarray(frames)
 
 
-def test_views(video: IndexedVideo, cfg) -> np.ndarray:
+def test_views(video: IndexedVideo | IndexedRecord, cfg) -> np.ndarray:
     """The 30 test views (spec §6.1): uint8 [num_test_clips * 3, T, C, C, 3], clip-major."""
     starts = views.test_clip_starts(video.num_frames, cfg.num_test_clips, cfg.clip_frames, cfg.frame_stride)
     indices = np.concatenate([views.clip_indices(int(s), video.num_frames, cfg.clip_frames, cfg.frame_stride)
@@ -223,7 +281,7 @@ def train_features(backbone, paths: Sequence[str], cfg, num_views: int, progress
 
     def one(job):
         view, i = job
-        return train_clip(IndexedVideo(paths[i], cfg.target_fps), cfg, cfg.seed, view, i)
+        return train_clip(open_source(paths[i], cfg.target_fps), cfg, cfg.seed, view, i)
 
     jobs = [(v, i) for v in range(num_views) for i in range(len(paths))]
     feats, batch = [], []
@@ -243,7 +301,7 @@ def test_features(backbone, paths: Sequence[str], cfg, progress: Callable | None
     """Pooled backbone features of the 30 test views per video: [N, 30, D]."""
     pooled = _pool_fn(backbone)
     out = []
-    for k, clips in enumerate(_parallel_map(lambda p: test_views(IndexedVideo(p, cfg.target_fps), cfg), paths,
+    for k, clips in enumerate(_parallel_map(lambda p: test_views(open_source(p, cfg.target_fps), cfg), paths,
                                             cfg.num_threads)):
         out.append(_pooled_features(pooled, clips, cfg.batch_clips))
         if progress:
@@ -379,7 +437,7 @@ def finetune(backbone, train_paths, train_labels, val_paths, val_labels, num_cla
     rng = np.random.default_rng(cfg.seed)
     for epoch in range(int(math.ceil(cfg.epochs))):
         order = rng.permutation(n)
-        clips = _parallel_map(lambda i: train_clip(IndexedVideo(train_paths[i], cfg.target_fps), cfg, cfg.seed,
+        clips = _parallel_map(lambda i: train_clip(open_source(train_paths[i], cfg.target_fps), cfg, cfg.seed,
                                                    epoch, int(i)), order, cfg.num_threads)
         losses, buf = [], []
         for k, clip in enumerate(clips):

@@ -200,3 +200,25 @@ def test_finetune_trains_backbone_and_head(colour_videos, tiny_backbone_ckpt, tm
     assert any("stem_conv" in p for p in seen["changed"])           # backbone kernels trained
     assert any("moving_mean" in p for p in seen["changed"])         # BN ran in training mode
     assert 0.0 <= result["top1"] <= 1.0 and result["num_val_videos"] == 9
+
+
+def test_linear_eval_reads_reference_tfrecords(colour_videos, tiny_backbone_ckpt, tmp_path):
+    from cvrl_fast import tfrecord
+
+    path, _ = tiny_backbone_ckpt
+    records = {}
+    for split in ("train", "val"):
+        paths, labels, _ = evaluation.read_labelled_sources(str(colour_videos[split]))
+        records[split] = str(tmp_path / f"{split}.tfrecord")
+        tfrecord.write_tfrecord(records[split], paths, labels=[[lbl] for lbl in labels])
+    items, labels, _ = evaluation.read_labelled_sources(records["val"])
+    assert len(items) == 9 and items[0].endswith(".tfrecord#0") and sorted(set(labels)) == [0, 1, 2]
+    record = evaluation.open_source(items[0])
+    assert isinstance(record, evaluation.IndexedRecord) and record.clip([0, 0]).shape[0] == 2
+    result = evaluation.main_linear_eval(
+        path, records["train"], records["val"], str(tmp_path / "work"),
+        overrides=["model.width_multiplier=0.0625", "eval.clip_frames=4", "eval.crop_size=32",
+                   "eval.test_short_side=32", "eval.test_crop_size=32", "eval.num_test_clips=2",
+                   "eval.batch_size=6", "eval.base_batch_size=6", "eval.learning_rate=1.0", "eval.epochs=40",
+                   "eval.warmup_epochs=2", "eval.train_views=2", "eval.batch_clips=16"])
+    assert result["top1"] == 1.0 and result["num_val_videos"] == 9
