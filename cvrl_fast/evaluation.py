@@ -259,7 +259,7 @@ def _parallel_map(fn: Callable, items: Iterable, num_threads: int):
 def _pool_fn(backbone):
     import tensorflow as tf
 
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=True, autograph=False)  # no Python control flow to convert
     def pooled(clips_uint8):
         x = tf.cast(clips_uint8, tf.float32) / 255.0
         return tf.cast(tf.reduce_mean(backbone(x, training=False), axis=[1, 2, 3]), tf.float32)
@@ -337,7 +337,7 @@ def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int
     dense.build((None, dim))
     optimizer = keras.optimizers.SGD(WarmupCosine(lr, total, warmup), momentum=0.9, nesterov=False)
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(x, y):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, dense(x)))
@@ -421,7 +421,7 @@ def finetune(backbone, train_paths, train_labels, val_paths, val_labels, num_cla
         momentum=0.9, nesterov=True)
     variables = backbone.trainable_variables + dense.trainable_variables
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(x, y):
         with tf.GradientTape() as tape:
             feats = tf.reduce_mean(backbone(tf.cast(x, tf.float32) / 255.0, training=True), axis=[1, 2, 3])

@@ -393,8 +393,8 @@ def test_keyboard_interrupt_while_waiting(media):
     code = f"""
         import cvrl_fast, sys
         ld = cvrl_fast.PairLoader({_good(media)!r} * 20, batch_size=64, seed=0, num_threads=1)
-        print("ready", flush=True)
         try:
+            print("ready", flush=True)
             next(ld)
         except KeyboardInterrupt:
             print("interrupted", flush=True)
@@ -404,7 +404,8 @@ def test_keyboard_interrupt_while_waiting(media):
     proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
     assert proc.stdout.readline().strip() == "ready"
-    time.sleep(1.0)
+    # Short: the batch takes seconds on an idle machine, and on a loaded one this process may wake late.
+    time.sleep(0.3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)
