@@ -8,9 +8,10 @@ tf = pytest.importorskip("tensorflow")
 
 from cvrl_fast import checkpoints, models, trainer  # noqa: E402
 
-MANIFEST = "/work/shared/reference/cvrl_r3d50_checkpoint_keys.tsv"
+# shared/ sits beside the checkout (CI lays a copy there); /work/shared is the developers' location.
+MANIFEST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "cvrl_r3d50_checkpoint_keys.tsv")
 if not os.path.exists(MANIFEST):
-    MANIFEST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "cvrl_r3d50_checkpoint_keys.tsv")
+    MANIFEST = "/work/shared/reference/cvrl_r3d50_checkpoint_keys.tsv"
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 TINY = models.BackboneConfig(width_multiplier=0.0625)
 
