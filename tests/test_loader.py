@@ -395,7 +395,10 @@ def test_keyboard_interrupt_while_waiting(tmp_path):
     _ffmpeg("-f", "lavfi", "-i", "testsrc2=size=1280x720:rate=25:duration=4", "-c:v", "libx264",
             "-preset", "ultrafast", "-g", "250", "-pix_fmt", "yuv420p", big)
     code = f"""
-        import cvrl_fast, sys
+        import cvrl_fast, signal, sys
+        # A shell's background job starts with SIGINT ignored, and Python then keeps it ignored: install
+        # the default handler so the test does not depend on how the suite was launched.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         ld = cvrl_fast.PairLoader([{str(big)!r}] * 20, batch_size=64, seed=0, num_threads=1)
         try:
             print("ready", flush=True)
