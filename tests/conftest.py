@@ -175,3 +175,28 @@ def clip_dir() -> pathlib.Path:
     finally:
         sys.path.pop(0)
     return fetch_clips.fetch()
+
+
+def gil_gap_check(call) -> tuple[float, float]:
+    """(longest pause of the main thread while `call` runs in another thread, duration of `call` alone).
+
+    A call that releases the GIL leaves the main thread running Python, so the longest pause stays far
+    below the call's own duration; a call holding the GIL freezes it for about that long.
+    """
+    import threading
+    import time
+
+    start = time.perf_counter()
+    call()
+    call_seconds = time.perf_counter() - start
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (call(), done.set()))
+    longest_gap, last = 0.0, time.perf_counter()
+    thread.start()
+    while not done.is_set():
+        now = time.perf_counter()
+        longest_gap = max(longest_gap, now - last)
+        last = now
+        time.sleep(0.001)
+    thread.join()
+    return longest_gap, call_seconds

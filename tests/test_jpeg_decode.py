@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import cvrl_fast
-from conftest import _run
+from conftest import _run, gil_gap_check
 
 tf = pytest.importorskip("tensorflow")
 
@@ -129,22 +129,7 @@ def test_decode_jpeg_frames_in_threads(jpeg_dir):
 
 def test_decode_jpeg_frames_releases_the_gil(clip_dir):
     """While one thread decodes, the main thread keeps running Python (no gap near the decode's length)."""
-    import time
-
     pixels = cvrl_fast.VideoReader(pathlib.Path(clip_dir) / "bikes.mp4").get_frames([0, 100])
     frames = [tf.io.encode_jpeg(p, quality=95).numpy() for p in pixels] * 150
-    start = time.perf_counter()
-    cvrl_fast.decode_jpeg_frames(frames)
-    call_seconds = time.perf_counter() - start
-
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (cvrl_fast.decode_jpeg_frames(frames), done.set()))
-    longest_gap, last = 0.0, time.perf_counter()
-    thread.start()
-    while not done.is_set():
-        now = time.perf_counter()
-        longest_gap = max(longest_gap, now - last)
-        last = now
-        time.sleep(0.001)
-    thread.join()
+    longest_gap, call_seconds = gil_gap_check(lambda: cvrl_fast.decode_jpeg_frames(frames))
     assert longest_gap < 0.5 * call_seconds, (longest_gap, call_seconds)

@@ -7,13 +7,12 @@ import pathlib
 import subprocess
 import sys
 import threading
-import time
 
 import numpy as np
 import pytest
 
 import cvrl_fast
-from conftest import DECODE_CASES, ffmpeg_frames, ffprobe_frame_times, lavfi_source, _run
+from conftest import DECODE_CASES, ffmpeg_frames, ffprobe_frame_times, _run, gil_gap_check
 
 # ------------------------------------------------------------------ helpers
 
@@ -538,20 +537,7 @@ def test_get_frames_releases_the_gil(clip_dir):
     """While one thread decodes, the main thread keeps running Python (no gap near the decode's length)."""
     reader = cvrl_fast.VideoReader(pathlib.Path(clip_dir) / "bigbuckbunny.mp4")
     indices = list(range(90))  # long enough (most of a second) that a held GIL would show
-    start = time.perf_counter()
-    reader.get_frames(indices)
-    call_seconds = time.perf_counter() - start
-
-    done = threading.Event()
-    thread = threading.Thread(target=lambda: (reader.get_frames(indices), done.set()))
-    longest_gap, last = 0.0, time.perf_counter()
-    thread.start()
-    while not done.is_set():
-        now = time.perf_counter()
-        longest_gap = max(longest_gap, now - last)
-        last = now
-        time.sleep(0.001)
-    thread.join()
+    longest_gap, call_seconds = gil_gap_check(lambda: reader.get_frames(indices))
     assert longest_gap < 0.5 * call_seconds, (longest_gap, call_seconds)
 
 
