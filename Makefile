@@ -28,7 +28,7 @@ venv: $(VENV)/.deps-stamp
 $(VENV)/.deps-stamp: pyproject.toml
 	@[ -x $(PY) ] || python3 -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	$(PIP) install -q "scikit-build-core>=0.10" "pybind11>=2.12" "nvidia-nvtx-cu12>=12.0" cmake ninja
 	$(PIP) install -q -e ".[test,bench,demo]" --no-build-isolation
 	@touch $@
 

@@ -14,6 +14,7 @@
 
 #include "build_info.h"
 #include "jpeg_decode.h"
+#include "nvtx.h"
 #include "video_reader.h"
 #include "augment.h"
 #include "sampling.h"
@@ -26,6 +27,7 @@ namespace py = pybind11;
 PYBIND11_MODULE(_C, m) {
   m.doc() = "cvrl_fast native engine (private; use the cvrl_fast package)";
   m.def("build_info", &cvrl::build_info, "Versions of the native libraries the engine was built with.");
+  m.def("nvtx_compiled_in", &cvrl::nvtx_compiled_in, "Whether the engine was built with its NVTX ranges.");
 
   // ---- section: video decode (VideoReader) ----
   py::class_<cvrl::VideoReader>(m, "VideoReader")

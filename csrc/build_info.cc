@@ -7,6 +7,8 @@ extern "C" {
 }
 #include <turbojpeg.h>
 
+#include "nvtx.h"
+
 namespace cvrl {
 
 std::string build_info() {
@@ -14,7 +16,8 @@ std::string build_info() {
     return std::to_string(v >> 16) + "." + std::to_string((v >> 8) & 0xff) + "." + std::to_string(v & 0xff);
   };
   return "libavcodec " + ver(avcodec_version()) + ", libavformat " + ver(avformat_version()) +
-         ", libswscale " + ver(swscale_version()) + ", libturbojpeg " CVRL_TURBOJPEG_VERSION;
+         ", libswscale " + ver(swscale_version()) + ", libturbojpeg " CVRL_TURBOJPEG_VERSION +
+         (nvtx_compiled_in() ? ", NVTX ranges on" : ", NVTX ranges off");
 }
 
 }  // namespace cvrl

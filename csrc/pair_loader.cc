@@ -8,6 +8,7 @@
 
 #include "augment.h"
 #include "jpeg_crop.h"
+#include "nvtx.h"
 #include "rng.h"
 #include "tfrecord.h"
 #include "video_reader.h"
@@ -63,6 +64,7 @@ void PairMaker::augment_views(const PairParams& params, const std::vector<int64_
 PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoch, uint64_t sample_key,
                            const PairOutput& out) {
   const auto t0 = Clock::now();
+  std::optional<NvtxRange> decode_range(std::in_place, "decode");
   PairParams params;
   std::vector<int64_t> frame_of_index;  // index space -> stored frame
   std::vector<int64_t> unique_frames;   // sorted stored frames both clips need
@@ -115,9 +117,13 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     // Only the union window of the two crop boxes is colour-converted, at native resolution.
     reader.get_frames(unique_frames, frames_.data(), CropBox{window.x, window.y, window.width, window.height});
   }
+  decode_range.reset();
   const auto t1 = Clock::now();
   decode_seconds += std::chrono::duration<double>(t1 - t0).count();
-  augment_views(params, frame_of_index, unique_frames, window, out);
+  {
+    NvtxRange range("augment");
+    augment_views(params, frame_of_index, unique_frames, window, out);
+  }
   augment_seconds += seconds_since(t1);
   return params;
 }
@@ -322,6 +328,7 @@ void PairLoader::worker_main(int thread_index) {
       }
     }
     try {
+      NvtxRange range("batch_row");  // one sample decoded and augmented into its row of the batch
       produce(maker, slot, *target, static_cast<int>(slot % batch));
     } catch (...) {
       std::lock_guard<std::mutex> lock(mu_);
@@ -344,6 +351,7 @@ void PairLoader::worker_main(int thread_index) {
 
 std::pair<std::optional<LoadedBatch>, bool> PairLoader::next(double timeout_seconds) {
   const auto t0 = Clock::now();
+  NvtxRange range("wait_batch");  // the consumer waiting until every row of its batch is filled
   std::unique_lock<std::mutex> lock(mu_);
   const int64_t batch = options_.batch_size;
   auto ready = [&] {

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _C
 from ._augment import AugmentConfig, _resolve, view_params_to_dict
+from ._nvtx import annotate
 
 VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv", ".wmv")
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfrec")
@@ -211,7 +212,8 @@ class PairLoader:
     def __next__(self) -> dict:
         if self._native_loader is None:
             raise StopIteration
-        out = self._native_loader.next(self._settings, self._fp)
+        with annotate("next_batch"):
+            out = self._native_loader.next(self._settings, self._fp)
         if out is None:
             raise StopIteration
         view1, view2, index, _epoch, _batch = out

@@ -99,7 +99,6 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     import keras
 
     from . import checkpoints, demo_data, evaluation, models, trainer
-    from ._augment import AugmentConfig
 
     cfg = load_config(config, overrides)
     if quick:
@@ -120,7 +119,7 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     p = cfg.pretrain
     p.data.sources = (str(lists["train"]),)
     p.data.num_train_videos = len(train_paths)
-    aug = AugmentConfig(num_frames=p.data.num_frames, frame_stride=p.data.frame_stride, crop_size=p.data.image_size)
+    aug = trainer.augment_config(p)
     contact_sheet(train_paths, aug, os.path.join(workdir, "augmented_pairs.png"), seed=p.data.seed)
     print("demo: CVRL pretraining", flush=True)
     t0 = time.time()

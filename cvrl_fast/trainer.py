@@ -177,10 +177,8 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
                 image_size=cfg.data.image_size, seed=cfg.data.seed, start_step=start_step, input_context=ctx)
         else:
             from . import data  # lazy: the C++ loader
-            from ._augment import AugmentConfig
 
-            augment = AugmentConfig(num_frames=cfg.data.num_frames, frame_stride=cfg.data.frame_stride,
-                                    crop_size=cfg.data.image_size)
+            augment = augment_config(cfg)
             # batch_size is the GLOBAL batch; the loader shards by ctx and yields per-replica batches, so
             # a pipeline feeding k local replicas has delivered k batches per step.
             local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
@@ -191,6 +189,16 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     dist = strategy.distribute_datasets_from_function(dataset_fn, options)
     return dist, [loader]
+
+
+def augment_config(cfg: Config):
+    """The loader's AugmentConfig: clip shape from `data`, everything else from `data.augment`."""
+    from ._augment import AugmentConfig
+
+    fields = cfg.data.augment.to_dict()
+    fields["target_fps"] = fields["target_fps"] or None  # 0 = native frames
+    return AugmentConfig(num_frames=cfg.data.num_frames, frame_stride=cfg.data.frame_stride,
+                         crop_size=cfg.data.image_size, **fields)
 
 
 # ================================================================================================

@@ -24,6 +24,26 @@ def get_config() -> Config:
             "num_train_videos": 366_016,  # reference count, used for the step schedule (spec §5)
             "seed": 0,
             "prefetch": 2,
+            # AugmentConfig fields (spec §1-§2 defaults); num_frames, frame_stride and image_size above
+            # set the clip shape. target_fps 0 means native frames.
+            "augment": {
+                "target_fps": 25.0,
+                "area_range": (0.3, 1.0),
+                "aspect_ratio_range": (0.5, 2.0),
+                "min_object_covered": 0.1,
+                "max_attempts": 100,
+                "flip_prob": 0.5,
+                "jitter_prob": 0.8,
+                "brightness": 0.8,
+                "contrast": 0.8,
+                "saturation": 0.8,
+                "hue": 0.2,
+                "grayscale_prob": 0.2,
+                "blur_prob": (1.0, 0.1),
+                "blur_sigma_range": (0.1, 2.0),
+                "solarize_prob": (0.0, 0.2),
+                "parity": True,
+            },
         },
         "train": {
             "global_batch_size": 1024,    # videos; 2x clips go through the network
