@@ -157,6 +157,7 @@ PYBIND11_MODULE(_C, m) {
         .def_readwrite("blur_sigma_max", &AugmentSettings::blur_sigma_max)
         .def_readwrite("solarize_prob", &AugmentSettings::solarize_prob)
         .def_readwrite("truncate_after_resize", &AugmentSettings::truncate_after_resize)
+        .def_readwrite("jpeg_dct_scaling", &AugmentSettings::jpeg_dct_scaling)
         .def("validate", &AugmentSettings::validate);
     py::class_<cvrl::Box>(m, "Box")
         .def(py::init<>())
@@ -322,7 +323,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("payload"));
     m.def(
         "jpeg_decode_window",
-        [](const py::bytes& jpeg, int x, int y, int width, int height) {
+        [](const py::bytes& jpeg, int x, int y, int width, int height, int scale_denom) {
           std::string data = jpeg;
           if (width < 1 || height < 1) throw std::invalid_argument("jpeg_decode_window: empty window");
           py::array_t<uint8_t> out(std::vector<py::ssize_t>{height, width, 3});
@@ -330,11 +331,11 @@ PYBIND11_MODULE(_C, m) {
           {
             py::gil_scoped_release release;
             cvrl::jpeg_decode_window(data, cvrl::Box{x, y, width, height}, o, static_cast<int64_t>(width) * 3,
-                                     "<bytes>");
+                                     "<bytes>", scale_denom);
           }
           return out;
         },
-        py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"));
+        py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"), py::arg("scale_denom") = 1);
     m.def(
         "make_pair",
         [](const cvrl::SourceRef& source, const cvrl::AugmentSettings& s, uint64_t seed, uint64_t epoch,

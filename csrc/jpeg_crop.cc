@@ -68,8 +68,10 @@ bool open_header(Decompressor* d, const unsigned char* data, unsigned long size)
   return true;
 }
 
-bool start_window(Decompressor* d, JDIMENSION* x0, JDIMENSION* crop_w, JDIMENSION skip_rows) {
+bool start_window(Decompressor* d, JDIMENSION* x0, JDIMENSION* crop_w, JDIMENSION skip_rows, int scale_denom) {
   if (setjmp(d->err.jump)) return false;
+  d->cinfo.scale_num = 1;
+  d->cinfo.scale_denom = static_cast<unsigned int>(scale_denom);
   d->cinfo.out_color_space = JCS_RGB;  // grayscale JPEGs are expanded to RGB like TF's channels=3
   // TF's decode_jpeg default (dct_method "") is the fast integer IDCT; the reference decodes with it.
   d->cinfo.dct_method = JDCT_IFAST;
@@ -78,7 +80,7 @@ bool start_window(Decompressor* d, JDIMENSION* x0, JDIMENSION* crop_w, JDIMENSIO
   // Column crop snaps to iMCU boundaries: x0 moves left and the width grows to cover the window.
   // The upsampler treats the crop's edges like image edges (replicates the edge chroma sample), so
   // decode one extra iMCU column on each side of the window; the window's pixels are then exact.
-  const JDIMENSION imcu_w = static_cast<JDIMENSION>(d->cinfo.max_h_samp_factor * DCTSIZE);
+  const JDIMENSION imcu_w = static_cast<JDIMENSION>(d->cinfo.max_h_samp_factor * d->cinfo.min_DCT_scaled_size);
   const JDIMENSION left = *x0 > imcu_w ? *x0 - imcu_w : 0;
   *crop_w = std::min<JDIMENSION>(d->cinfo.output_width - left, *crop_w + (*x0 - left) + imcu_w);
   *x0 = left;
@@ -121,10 +123,15 @@ void jpeg_frame_size(std::string_view jpeg, const std::string& what, int* height
 }
 
 void jpeg_decode_window(std::string_view jpeg, const Box& window, uint8_t* out, int64_t out_row_stride_bytes,
-                        const std::string& what) {
+                        const std::string& what, int scale_denom) {
+  if (scale_denom != 1 && scale_denom != 2 && scale_denom != 4 && scale_denom != 8) {
+    throw std::invalid_argument("scale_denom=" + std::to_string(scale_denom) + " must be 1, 2, 4 or 8 (" + what + ")");
+  }
   Decompressor d;
   open_or_throw(&d, jpeg, what);
-  const int h = static_cast<int>(d.cinfo.image_height), w = static_cast<int>(d.cinfo.image_width);
+  // Output size at 1/scale_denom, as libjpeg computes it (jdiv_round_up).
+  const int h = (static_cast<int>(d.cinfo.image_height) + scale_denom - 1) / scale_denom;
+  const int w = (static_cast<int>(d.cinfo.image_width) + scale_denom - 1) / scale_denom;
   if (window.x < 0 || window.y < 0 || window.width < 1 || window.height < 1 || window.x + window.width > w ||
       window.y + window.height > h) {
     throw std::invalid_argument("JPEG crop window (x=" + std::to_string(window.x) + ", y=" + std::to_string(window.y) +
@@ -134,7 +141,7 @@ void jpeg_decode_window(std::string_view jpeg, const Box& window, uint8_t* out, 
   }
   JDIMENSION x0 = static_cast<JDIMENSION>(window.x), crop_w = static_cast<JDIMENSION>(window.width);
   if (window.width == w) x0 = 0;
-  if (!start_window(&d, &x0, &crop_w, static_cast<JDIMENSION>(window.y))) fail(what, d.err.message);
+  if (!start_window(&d, &x0, &crop_w, static_cast<JDIMENSION>(window.y), scale_denom)) fail(what, d.err.message);
   if (d.cinfo.output_components != 3) fail(what, "cannot convert to RGB");
   std::vector<unsigned char> row(static_cast<size_t>(d.cinfo.output_width) * 3);
   const size_t skip_bytes = static_cast<size_t>(window.x - static_cast<int>(x0)) * 3;

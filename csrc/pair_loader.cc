@@ -29,6 +29,24 @@ Box union_box(const Box& a, const Box& b) {
   return Box{x0, y0, x1 - x0, y1 - y0};
 }
 
+// `box` in the pixels of a frame decoded at 1/denom (ceil(height/denom) x ceil(width/denom)): the
+// smallest box of whole reduced pixels that covers it.
+Box scale_box(const Box& box, int denom, int height, int width) {
+  const int x0 = box.x / denom, y0 = box.y / denom;
+  const int x1 = std::min((box.x + box.width + denom - 1) / denom, (width + denom - 1) / denom);
+  const int y1 = std::min((box.y + box.height + denom - 1) / denom, (height + denom - 1) / denom);
+  return Box{x0, y0, x1 - x0, y1 - y0};
+}
+
+// The largest IDCT reduction (1, 2, 4 or 8) that keeps every side of both boxes >= crop_size.
+int dct_scale_denom(const PairParams& params, int crop_size) {
+  int smallest = params.views[0].crop.width;
+  for (const ViewParams& v : params.views) smallest = std::min({smallest, v.crop.width, v.crop.height});
+  int denom = 1;
+  while (denom < 8 && smallest / (denom * 2) >= crop_size) denom *= 2;
+  return denom;
+}
+
 }  // namespace
 
 std::string SourceRef::name() const {
@@ -41,12 +59,12 @@ std::string SourceRef::name() const {
 
 PairMaker::PairMaker(const AugmentSettings& settings) : settings_(settings) { settings_.validate(); }
 
-void PairMaker::augment_views(const PairParams& params, const std::vector<int64_t>& frame_of_index,
+void PairMaker::augment_views(const PairParams& params, const Box (&boxes)[2], const std::vector<int64_t>& frame_of_index,
                               const std::vector<int64_t>& unique_frames, const Box& window, const PairOutput& out) {
   const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
   const int64_t frame_bytes = row_bytes * window.height;
   for (int v = 0; v < 2; ++v) {
-    const Box& box = params.views[v].crop;
+    const Box& box = boxes[v];
     ClipWindow clip;
     clip.height = box.height;
     clip.width = box.width;
@@ -68,7 +86,8 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   PairParams params;
   std::vector<int64_t> frame_of_index;  // index space -> stored frame
   std::vector<int64_t> unique_frames;   // sorted stored frames both clips need
-  Box window;
+  Box window;                           // union of `boxes`, in decoded pixels
+  Box boxes[2];                         // the views' crop boxes, in decoded pixels
   auto plan = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width) {
     if (fixed_rate && settings_.target_fps > 0.0) {
       frame_of_index = fixed_rate_frame_map(pts, settings_.target_fps);
@@ -78,7 +97,9 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     }
     params = sample_pair_params(static_cast<int64_t>(frame_of_index.size()), height, width, settings_, seed, epoch,
                                 sample_key);
-    window = union_box(params.views[0].crop, params.views[1].crop);
+    boxes[0] = params.views[0].crop;
+    boxes[1] = params.views[1].crop;
+    window = union_box(boxes[0], boxes[1]);
     for (int v = 0; v < 2; ++v)
       for (int64_t index : params.clips.indices[v]) unique_frames.push_back(frame_of_index[static_cast<size_t>(index)]);
     std::sort(unique_frames.begin(), unique_frames.end());
@@ -97,6 +118,12 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     const bool timed = record.fps > 0.0;
     for (size_t i = 0; i < pts.size(); ++i) pts[i] = timed ? static_cast<double>(i) / record.fps : static_cast<double>(i);
     plan(pts, timed, height, width);
+    const int denom = settings_.jpeg_dct_scaling ? dct_scale_denom(params, settings_.crop_size) : 1;
+    if (denom > 1) {
+      for (Box& box : boxes) box = scale_box(box, denom, height, width);
+      window = union_box(boxes[0], boxes[1]);
+      frames_.resize(unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
+    }
     const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
     const int64_t frame_bytes = row_bytes * window.height;
     for (size_t k = 0; k < unique_frames.size(); ++k) {
@@ -108,7 +135,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
         throw std::invalid_argument("frame size " + std::to_string(fw) + "x" + std::to_string(fh) + " differs from frame 0 (" +
                                     std::to_string(width) + "x" + std::to_string(height) + ") in " + what);
       }
-      jpeg_decode_window(record.frames[f], window, frames_.data() + k * frame_bytes, row_bytes, what);
+      jpeg_decode_window(record.frames[f], window, frames_.data() + k * frame_bytes, row_bytes, what, denom);
     }
   } else {
     VideoReader reader = source.bytes.empty() ? VideoReader(source.path, 1) : VideoReader::from_bytes(source.bytes, 1);
@@ -122,7 +149,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   decode_seconds += std::chrono::duration<double>(t1 - t0).count();
   {
     NvtxRange range("augment");
-    augment_views(params, frame_of_index, unique_frames, window, out);
+    augment_views(params, boxes, frame_of_index, unique_frames, window, out);
   }
   augment_seconds += seconds_since(t1);
   return params;

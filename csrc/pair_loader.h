@@ -46,7 +46,8 @@ class PairMaker {
   double decode_seconds = 0.0, augment_seconds = 0.0;
 
  private:
-  void augment_views(const PairParams& params, const std::vector<int64_t>& frame_of_index,
+  // boxes: the views' crop boxes in the pixels of the decoded frames (params' boxes, or scaled ones).
+  void augment_views(const PairParams& params, const Box (&boxes)[2], const std::vector<int64_t>& frame_of_index,
                      const std::vector<int64_t>& unique_frames, const Box& window, const PairOutput& out);
   AugmentSettings settings_;
   std::vector<uint8_t> frames_;  // decoded union window of both clips' frames

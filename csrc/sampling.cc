@@ -47,6 +47,8 @@ void AugmentSettings::validate() const {
     bad_setting("blur_sigma_range[0]", blur_sigma_min, "(0, inf)");
   if (!(blur_sigma_max >= blur_sigma_min && std::isfinite(blur_sigma_max)))
     bad_setting("blur_sigma_range[1]", blur_sigma_max, "[blur_sigma_range[0], inf)");
+  if (jpeg_dct_scaling && truncate_after_resize)
+    throw std::invalid_argument("jpeg_dct_scaling=True changes pixels, so it needs parity=False (truncate_after_resize)");
   check_prob("solarize_prob[0]", solarize_prob[0]);
   check_prob("solarize_prob[1]", solarize_prob[1]);
 }

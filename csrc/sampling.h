@@ -35,6 +35,9 @@ struct AugmentSettings {
   std::array<double, 2> solarize_prob = {0.0, 0.2};  // view 1, view 2
   // Parity mode truncates the resized crop to uint8 like the reference (spec §2.3).
   bool truncate_after_resize = true;
+  // JPEG frames only, needs truncate_after_resize off (it changes pixels): decode the crop window at
+  // 1/2, 1/4 or 1/8 scale in the IDCT when both views' boxes stay at least crop_size pixels on each side.
+  bool jpeg_dct_scaling = false;
 
   // Throws std::invalid_argument naming the field, its value and the valid range.
   void validate() const;

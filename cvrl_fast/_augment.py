@@ -45,6 +45,10 @@ class AugmentConfig:
     solarize_prob: Tuple[float, float] = (0.0, 0.2)
     # Parity mode: truncate the resized crop to uint8 like the reference before x/255.
     parity: bool = True
+    # JPEG frames (TFRecords): decode the crop window at 1/2, 1/4 or 1/8 scale in the IDCT when both
+    # views' boxes stay >= crop_size on each side. Faster on large frames; changes pixels, so it needs
+    # parity=False.
+    jpeg_dct_scaling: bool = False
 
     def __post_init__(self):
         for name in ("area_range", "aspect_ratio_range", "blur_prob", "blur_sigma_range", "solarize_prob"):
@@ -81,6 +85,7 @@ class AugmentConfig:
         s.blur_sigma_min, s.blur_sigma_max = self.blur_sigma_range
         s.solarize_prob = list(self.solarize_prob)
         s.truncate_after_resize = bool(self.parity)
+        s.jpeg_dct_scaling = bool(self.jpeg_dct_scaling)
         s.validate()
         return s
 

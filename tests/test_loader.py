@@ -179,6 +179,86 @@ def test_jpeg_window_decode_fails(tfrecord_file):
         _C.jpeg_decode_window(frames[0][: len(frames[0]) // 3], 0, 0, 80, 56)
 
 
+def test_jpeg_window_decode_at_reduced_scale_equals_tf_ratio_decode(tfrecord_file):
+    """IDCT scaling (jpeg_dct_scaling): TF's decode_jpeg(ratio=d) uses libjpeg's scale_denom too."""
+    import tensorflow as tf
+
+    frames, _, _ = _C.parse_video_record(next(iter(tf.data.TFRecordDataset(str(tfrecord_file)))).numpy())
+    rng = np.random.default_rng(1)
+    for denom in (2, 4, 8):
+        full = tf.io.decode_jpeg(frames[5], channels=3, ratio=denom, dct_method="INTEGER_FAST").numpy()
+        h, w, _ = full.shape
+        windows = [(0, 0, w, h)]
+        for _ in range(15):
+            bw, bh = int(rng.integers(1, w + 1)), int(rng.integers(1, h + 1))
+            windows.append((int(rng.integers(0, w - bw + 1)), int(rng.integers(0, h - bh + 1)), bw, bh))
+        for x, y, bw, bh in windows:
+            np.testing.assert_array_equal(_C.jpeg_decode_window(frames[5], x, y, bw, bh, denom),
+                                          full[y:y + bh, x:x + bw], err_msg=f"1/{denom} {(x, y, bw, bh)}")
+
+
+def test_jpeg_window_decode_at_reduced_scale_fails(tfrecord_file):
+    import tensorflow as tf
+
+    frames, _, _ = _C.parse_video_record(next(iter(tf.data.TFRecordDataset(str(tfrecord_file)))).numpy())
+    with pytest.raises(ValueError, match="scale_denom=3 must be 1, 2, 4 or 8"):
+        _C.jpeg_decode_window(frames[0], 0, 0, 4, 4, 3)
+    full_h, full_w = tf.io.decode_jpeg(frames[0], channels=3).shape[:2]
+    with pytest.raises(ValueError, match="outside"):  # the full-size window does not fit the 1/2 frame
+        _C.jpeg_decode_window(frames[0], 0, 0, full_w, full_h, 2)
+
+
+@pytest.fixture(scope="module")
+def large_tfrecord(clip_dir, tmp_path_factory):
+    """Frames with short side 288 from real footage: crops of 0.9+ of the area at output 64 are >= 2x."""
+    pytest.importorskip("tensorflow")
+    from cvrl_fast.tfrecord import write_tfrecord
+
+    path = tmp_path_factory.mktemp("tfr_large") / "large.tfrecord"
+    write_tfrecord(str(path), [str(clip_dir / "bikes.mp4")], fps=25.0, short_side=288)
+    return path
+
+
+def test_jpeg_dct_scaling_approximates_an_antialiased_resize(large_tfrecord):
+    """Reducing in the IDCT first is an area-style prefilter: the result is closer to TF's antialiased
+    resize of the full-resolution crop than the full-scale (aliased) bilinear path is, with the same
+    geometry and colour."""
+    import tensorflow as tf
+
+    base = dict(num_frames=6, crop_size=64, area_range=(0.9, 1.0), jitter_prob=0.0, grayscale_prob=0.0,
+                blur_prob=(0.0, 0.0), solarize_prob=(0.0, 0.0), flip_prob=0.0, parity=False)
+    full = sample_pair((str(large_tfrecord), 0), 3, AugmentConfig(**base), return_params=True)
+    scaled = sample_pair((str(large_tfrecord), 0), 3, AugmentConfig(**base, jpeg_dct_scaling=True),
+                         return_params=True)
+    assert full[2] == scaled[2]  # the same draw: only the decode differs
+    frames, _, _ = _C.parse_video_record(next(iter(tf.data.TFRecordDataset(str(large_tfrecord)))).numpy())
+    for v in (0, 1):
+        x, y, w, h = full[2][f"view{v + 1}"]["crop"]
+        assert min(w, h) >= 4 * 64  # 1/4 applies
+        crops = np.stack([tf.io.decode_jpeg(frames[i], channels=3, dct_method="INTEGER_FAST").numpy()[y:y + h, x:x + w]
+                          for i in full[2][f"view{v + 1}"]["indices"]]).astype(np.float32)
+        oracle = tf.image.resize(crops, (64, 64), method="bilinear", antialias=True).numpy()
+        err_full = np.abs(full[v] - oracle).mean()
+        err_scaled = np.abs(scaled[v] - oracle).mean()
+        assert np.abs(full[v].astype(np.int16) - scaled[v]).any()  # the reduced IDCT did run
+        assert err_scaled < 0.8 * err_full, (err_scaled, err_full)
+        assert abs(float(scaled[v].mean()) - float(oracle.mean())) < 1.0
+
+
+def test_jpeg_dct_scaling_only_when_boxes_are_twice_the_output(large_tfrecord):
+    """With boxes smaller than 2x the output, the reduced decode is not used: identical bytes."""
+    base = dict(num_frames=4, crop_size=224, area_range=(0.3, 1.0), parity=False)
+    a = sample_pair((str(large_tfrecord), 0), 5, AugmentConfig(**base))
+    b = sample_pair((str(large_tfrecord), 0), 5, AugmentConfig(**base, jpeg_dct_scaling=True))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+
+
+def test_jpeg_dct_scaling_fails_in_parity_mode():
+    with pytest.raises(ValueError, match="jpeg_dct_scaling=True .* needs parity=False"):
+        AugmentConfig(jpeg_dct_scaling=True)
+
+
 def test_tfrecord_pair_matches_reference_tf_pipeline(tfrecord_file):
     """TFRecord path end to end vs the reference: decode every JPEG with TF, crop, TF ops."""
     import tensorflow as tf

@@ -43,6 +43,7 @@ def get_config() -> Config:
                 "blur_sigma_range": (0.1, 2.0),
                 "solarize_prob": (0.0, 0.2),
                 "parity": True,
+                "jpeg_dct_scaling": False,
             },
         },
         "train": {
