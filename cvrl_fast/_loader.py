@@ -29,6 +29,32 @@ def _is_tfrecord(path: str) -> bool:
     return base.endswith(TFRECORD_EXTENSIONS) or ".tfrecord-" in base or ".tfrecords-" in base
 
 
+LIST_HEADER_NAMES = ("path", "video", "filename", "file")
+
+
+def read_list_file(path: str) -> List[Tuple[int, str, List[str]]]:
+    """Rows of a CSV/TXT source list as (line number, absolute video path, [label fields]).
+
+    One video per line: `path,label[,label...]` or `path label` (whitespace-separated when the line has no
+    comma); blank lines and `#` comments are skipped, and so is a header line whose first field is
+    path/video/filename/file. Relative paths are relative to the list file. Shared by the pair loader
+    and the evaluation tools so both read a list the same way.
+    """
+    base = os.path.dirname(os.path.abspath(path))
+    rows = []
+    with open(path, newline="") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            fields = [x.strip() for x in (next(csv.reader([line])) if "," in line else line.split())]
+            if not rows and fields[0].lower() in LIST_HEADER_NAMES:
+                continue
+            p = fields[0]
+            rows.append((lineno, p if os.path.isabs(p) else os.path.join(base, p), [x for x in fields[1:] if x]))
+    return rows
+
+
 def _expand(source: PathLike) -> List[Tuple[str, Optional[List[int]]]]:
     """One source spec -> [(path, labels or None)]: a file, a directory, a glob or a CSV/TXT list."""
     s = os.fspath(source)
@@ -47,17 +73,12 @@ def _expand(source: PathLike) -> List[Tuple[str, Optional[List[int]]]]:
             raise FileNotFoundError(f"directory {s!r} holds no video or TFRecord files")
         return [(p, None) for p in sorted(found)]
     if s.lower().endswith((".csv", ".txt")) and os.path.isfile(s):
-        base = os.path.dirname(os.path.abspath(s))
         out = []
-        with open(s, newline="") as f:
-            for row in csv.reader(f, skipinitialspace=True):
-                if not row or not row[0].strip() or row[0].lstrip().startswith("#"):
-                    continue
-                path = row[0].strip()
-                if path.lower() in ("path", "video", "filename") and len(out) == 0:
-                    continue  # header row
-                labels = [int(x) for x in row[1:] if x.strip()] or None
-                out.append((path if os.path.isabs(path) else os.path.join(base, path), labels))
+        for lineno, path, fields in read_list_file(s):
+            try:
+                out.append((path, [int(x) for x in fields] or None))
+            except ValueError:
+                raise ValueError(f"source list {s!r}, line {lineno}: labels {fields} must be integers") from None
         if not out:
             raise ValueError(f"source list {s!r} names no videos")
         return out

@@ -27,10 +27,8 @@ import numpy as np
 
 from . import _eval_views as views
 from ._C import fixed_rate_frame_map
-from ._loader import _is_tfrecord
+from ._loader import VIDEO_EXTENSIONS, _is_tfrecord, read_list_file
 from ._video import VideoReader, decode_jpeg_frames
-
-VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".flv")
 
 
 # ================================================================================================
@@ -98,24 +96,11 @@ def _read_tfrecord_labels(files: Sequence[str]) -> tuple[list[str], list[int], l
 def _read_list_file(path: str) -> tuple[list[str], list[int], list[str]]:
     if not os.path.isfile(path):
         raise ValueError(f"{path}: no such list file")
-    base = os.path.dirname(os.path.abspath(path))
-    rows = []
-    with open(path, newline="") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            fields = next(csv.reader([line])) if "," in line else line.split()
-            rows.append((lineno, fields))
-    if rows and rows[0][1][0].strip().lower() in ("path", "video", "filename", "file"):
-        rows = rows[1:]  # header
+    rows = read_list_file(path)
     if not rows:
         raise ValueError(f"{path}: the list has no videos")
-    paths, raw_labels = [], []
-    for lineno, fields in rows:
-        p = fields[0].strip()
-        paths.append(p if os.path.isabs(p) else os.path.join(base, p))
-        raw_labels.append(fields[-1].strip() if len(fields) > 1 else None)
+    paths = [p for _, p, _ in rows]
+    raw_labels = [fields[-1] if fields else None for _, _, fields in rows]
     if all(lbl is None for lbl in raw_labels):
         return paths, [-1] * len(paths), []
     if any(lbl is None for lbl in raw_labels):

@@ -416,6 +416,31 @@ def test_loader_sources_forms(media, tmp_path):
         assert len(_collect(ld)[2]) == 6
 
 
+def test_source_list_is_read_like_the_evaluation_tools(media, tmp_path):
+    """One parser (read_list_file) for both: whitespace or commas, comments, header, relative paths."""
+    from cvrl_fast import evaluation
+    from cvrl_fast._loader import resolve_sources
+
+    paths = _good(media)[:3]
+    for p in paths:
+        (tmp_path / pathlib.Path(p).name).symlink_to(p)
+    listing = tmp_path / "list.txt"
+    listing.write_text("video label\n# a comment\n\n" +
+                       "".join(f"{pathlib.Path(p).name} {i}\n" for i, p in enumerate(paths)))
+    refs, labels = resolve_sources(str(listing))
+    assert [r.path for r in refs] == [str(tmp_path / pathlib.Path(p).name) for p in paths]
+    assert labels == [[0], [1], [2]]
+    eval_paths, eval_labels, _ = evaluation.read_labelled_sources(str(listing))
+    assert eval_paths == [r.path for r in refs] and eval_labels == [0, 1, 2]
+
+
+def test_source_list_is_read_like_the_evaluation_tools_fails(media, tmp_path):
+    listing = tmp_path / "list.csv"
+    listing.write_text(f"{_good(media)[0]},walking\n")
+    with pytest.raises(ValueError, match=r"list.csv'?, line 1: labels \['walking'\] must be integers"):
+        PairLoader(str(listing), batch_size=1, seed=0)
+
+
 def test_loader_fails_on_bad_arguments(media):
     paths = _good(media)
     with pytest.raises(FileNotFoundError, match="missing.mp4"):
