@@ -34,8 +34,8 @@ import numpy as np
 CLASSES = ("horizontal", "vertical", "orbit", "pulse")
 
 
-def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75) -> np.ndarray:
-    """Render one video of class `label` as uint8 [num_frames, size, size, 3]."""
+def _appearance(rng: np.random.Generator, size: int, num_frames: int) -> dict:
+    """Everything a video shows that is NOT its motion: background, object shape, texture, colours."""
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # Background: a random linear gradient between two random colours plus fixed noise texture.
     c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
@@ -47,27 +47,47 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
         r = rng.uniform(3, 8)
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         background[mask] = rng.uniform(0, 255, 3)
-    # The moving object: a disc or square with a stripe texture.
-    radius = rng.uniform(size * 0.09, size * 0.16)
-    square = rng.random() < 0.5
-    stripes = 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None]
+    hold = rng.uniform(15, 30)
+    return {
+        "background": background,
+        "radius": rng.uniform(size * 0.09, size * 0.16),
+        "square": rng.random() < 0.5,
+        "stripes": 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None],
+        # Colour drift: the object's colour moves between random key colours every `hold` frames, and
+        # the background is tinted by a slowly rotating colour.
+        "hold": hold,
+        "keys": rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32),
+        "tint_phase": rng.uniform(0, 2 * np.pi, 3),
+        "tint_speed": rng.uniform(0.03, 0.08),
+    }
+
+
+def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75,
+                 segment_frames: int = 0) -> np.ndarray:
+    """Render one video of class `label` as uint8 [num_frames, size, size, 3].
+
+    segment_frames > 0: the appearance (background, object shape, texture, colours) is drawn anew every
+    segment_frames to 2 x segment_frames frames (a cut), while the motion goes on unbroken; then the
+    only thing two distant clips of one video share is how the object moves.
+    """
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    # The motion (all that defines the class) is drawn once per video.
     period = rng.uniform(20, 40)  # frames per motion cycle
     phase = rng.uniform(0, 2 * np.pi)
     amplitude = rng.uniform(size * 0.18, size * 0.3)
     centre = size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)
-    # Colour drift: the object's colour moves between random key colours every `hold` frames, and the
-    # background is tinted by a slowly rotating colour.
-    hold = rng.uniform(15, 30)
-    keys = rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32)
-    tint_phase = rng.uniform(0, 2 * np.pi, 3)
-    tint_speed = rng.uniform(0.03, 0.08)
+    look = _appearance(rng, size, num_frames)
+    next_cut = int(rng.integers(segment_frames, 2 * segment_frames)) if segment_frames > 0 else num_frames
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
-        k, f = divmod(i / hold, 1.0)
-        colour = keys[int(k)] * (1 - f) + keys[int(k) + 1] * f
-        tint = 1.0 + 0.35 * np.sin(tint_phase + tint_speed * i).astype(np.float32)
+        if i == next_cut:
+            look = _appearance(rng, size, num_frames)
+            next_cut += int(rng.integers(segment_frames, 2 * segment_frames))
+        k, f = divmod(i / look["hold"], 1.0)
+        colour = look["keys"][int(k)] * (1 - f) + look["keys"][int(k) + 1] * f
+        tint = 1.0 + 0.35 * np.sin(look["tint_phase"] + look["tint_speed"] * i).astype(np.float32)
         a = 2 * np.pi * i / period + phase
-        cy, cx, r = centre[0], centre[1], radius
+        cy, cx, r = centre[0], centre[1], look["radius"]
         if label == 0:
             cx = cx + amplitude * np.sin(a)
         elif label == 1:
@@ -75,13 +95,13 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
         elif label == 2:
             cx, cy = cx + amplitude * np.cos(a), cy + amplitude * np.sin(a)
         else:
-            r = radius * (1.0 + 0.8 * np.sin(a))
-        if square:
+            r = r * (1.0 + 0.8 * np.sin(a))
+        if look["square"]:
             mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
         else:
             mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-        frame = background * tint
-        frame[mask] = (colour * stripes)[mask]
+        frame = look["background"] * tint
+        frame[mask] = (colour * look["stripes"])[mask]
         frames[i] = frame.clip(0, 255).astype(np.uint8)
     return frames
 
@@ -96,7 +116,7 @@ def encode_mp4(frames: np.ndarray, path: pathlib.Path, fps: int = 25) -> None:
 
 
 def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: int = 80, seed: int = 0,
-                 size: int = 64, num_frames: int = 75) -> dict[str, pathlib.Path]:
+                 size: int = 64, num_frames: int = 75, segment_frames: int = 0) -> dict[str, pathlib.Path]:
     """Write the demo dataset (balanced classes) and return {"train": csv_path, "val": csv_path}."""
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
@@ -120,7 +140,7 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
         rng, label, path = job
         if not path.exists():
             tmp = path.with_suffix(".tmp.mp4")
-            encode_mp4(render_video(rng, label, size=size, num_frames=num_frames), tmp)
+            encode_mp4(render_video(rng, label, size=size, num_frames=num_frames, segment_frames=segment_frames), tmp)
             tmp.rename(path)  # a killed run never leaves a half-written video behind
 
     with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:

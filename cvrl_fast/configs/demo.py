@@ -30,7 +30,8 @@ def get_config() -> Config:
     cfg.log.progress_bar = True
     return Config({
         "pretrain": cfg.to_dict(),
-        "dataset": {"num_train": 240, "num_val": 80, "size": 64, "num_frames": 75, "seed": 0},
+        "dataset": {"num_train": 240, "num_val": 80, "size": 64, "num_frames": 75, "seed": 0,
+                    "segment_frames": 0},
         "eval": {                      # overrides of the linear_eval config, scaled to the demo data
             "clip_frames": 8,
             "crop_size": 64,
