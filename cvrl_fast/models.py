@@ -56,6 +56,10 @@ class BackboneConfig:
     bn_momentum: float = 0.9  # Keras convention: moving <- 0.9 * moving + 0.1 * batch
     bn_epsilon: float = 1e-5
     bn_synchronized: bool = True  # sync BN across replicas (spec §5)
+    # Not the reference (spec §3.1 starts every gamma at 1): start each block's last BN at gamma 0, so
+    # every residual block begins as its shortcut (Goyal et al. 2017). Keeps gradients tame in short,
+    # small-batch runs such as the demo; changes no shape or checkpoint key.
+    zero_init_residual: bool = False
 
     def __post_init__(self):
         if self.depth not in BLOCKS_PER_STAGE:
@@ -88,9 +92,11 @@ def _conv(filters, kernel, strides, name):
     )
 
 
-def _bn(cfg: BackboneConfig, name):
+def _bn(cfg: BackboneConfig, name, last_in_block: bool = False):
+    gamma = "zeros" if last_in_block and cfg.zero_init_residual else "ones"
     return layers.BatchNormalization(
-        momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, synchronized=cfg.bn_synchronized, name=name
+        momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon, synchronized=cfg.bn_synchronized, name=name,
+        gamma_initializer=gamma,
     )
 
 
@@ -110,7 +116,7 @@ def bottleneck_block(x, cfg: BackboneConfig, filters: int, temporal_kernel: int,
     y = _bn(cfg, f"{prefix}_norm2")(y)
     y = layers.ReLU(name=f"{prefix}_relu2")(y)
     y = _conv(out_filters, (1, 1, 1), (1, 1, 1), f"{prefix}_expand_conv")(y)
-    y = _bn(cfg, f"{prefix}_norm3")(y)
+    y = _bn(cfg, f"{prefix}_norm3", last_in_block=True)(y)
     y = layers.Add(name=f"{prefix}_add")([y, shortcut])
     return layers.ReLU(name=f"{prefix}_out")(y)
 
@@ -127,7 +133,7 @@ def basic_block(x, cfg: BackboneConfig, filters: int, temporal_kernel: int, stri
     y = _bn(cfg, f"{prefix}_norm1")(y)
     y = layers.ReLU(name=f"{prefix}_relu1")(y)
     y = _conv(filters, (1, 3, 3), (1, 1, 1), f"{prefix}_spatial_conv")(y)
-    y = _bn(cfg, f"{prefix}_norm2")(y)
+    y = _bn(cfg, f"{prefix}_norm2", last_in_block=True)(y)
     y = layers.Add(name=f"{prefix}_add")([y, shortcut])
     return layers.ReLU(name=f"{prefix}_out")(y)
 

@@ -206,7 +206,8 @@ def augment_config(cfg: Config):
 # ================================================================================================
 def backbone_config(cfg: Config) -> models.BackboneConfig:
     return models.BackboneConfig(depth=cfg.model.depth, width_multiplier=cfg.model.width_multiplier,
-                                 bn_momentum=cfg.model.bn_momentum, bn_epsilon=cfg.model.bn_epsilon)
+                                 bn_momentum=cfg.model.bn_momentum, bn_epsilon=cfg.model.bn_epsilon,
+                                 zero_init_residual=cfg.model.zero_init_residual)
 
 
 def build_model(cfg: Config) -> tuple[keras.Model, keras.Model]:
@@ -240,8 +241,12 @@ def build_optimizer(cfg: Config, total_steps: int, warmup_steps: int):
         opt = keras.optimizers.SGD(learning_rate=schedule, momentum=cfg.train.momentum, nesterov=False)
     elif cfg.train.optimizer == "lars":
         opt = LARS(learning_rate=schedule, momentum=cfg.train.momentum, eta=cfg.train.lars_eta)
+    elif cfg.train.optimizer == "adam":
+        # Per-parameter step sizes: robust to the very uneven gradient scales of a fresh deep BN network
+        # at small batch (the stem's gradient is ~1000x its weight norm at init on the demo data).
+        opt = keras.optimizers.Adam(learning_rate=schedule, beta_1=cfg.train.momentum)
     else:
-        raise ValueError(f"train.optimizer={cfg.train.optimizer!r}: must be sgd or lars")
+        raise ValueError(f"train.optimizer={cfg.train.optimizer!r}: must be sgd, lars or adam")
     if cfg.runtime.precision == "mixed_float16":
         # float16 gradients underflow without it; bfloat16 has float32's range and needs none.
         opt = keras.optimizers.LossScaleOptimizer(opt)

@@ -156,3 +156,31 @@ def test_linear_classifier_fails():
     backbone = models.build_backbone(models.BackboneConfig(width_multiplier=0.0625), num_frames=4, image_size=32)
     with pytest.raises(ValueError, match="num_classes=0"):
         models.build_linear_classifier(backbone, 0)
+
+
+def test_zero_init_residual_starts_blocks_as_their_shortcut():
+    """Non-reference knob: each block's last BN starts at gamma 0, nothing else changes."""
+    for depth, last in ((50, "norm3"), (18, "norm2")):
+        ref = models.build_backbone(models.BackboneConfig(depth=depth, width_multiplier=0.0625), num_frames=4,
+                                    image_size=32)
+        zi = models.build_backbone(models.BackboneConfig(depth=depth, width_multiplier=0.0625,
+                                                         zero_init_residual=True), num_frames=4, image_size=32)
+        assert [(w.path, w.shape) for w in ref.weights] == [(w.path, w.shape) for w in zi.weights]
+        zeroed = {w.path for w in zi.weights if w.path.endswith("gamma") and not np.any(w.numpy())}
+        expected = {w.path for w in zi.weights if w.path.endswith(f"{last}/gamma")}
+        assert zeroed == expected and len(expected) == sum(models.BackboneConfig(depth=depth).blocks)
+    # A block whose residual branch is switched off passes its shortcut through: res2_block2 (identity
+    # shortcut) returns ReLU(input), and its input is already a ReLU output.
+    x = tf.random.stateless_uniform([2, 4, 32, 32, 3], seed=[1, 2])
+    inner = keras.Model(zi.input, [zi.get_layer("res2_block1_out").output, zi.get_layer("res2_block2_out").output])
+    a, b = inner(x, training=False)
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+
+
+def test_zero_init_residual_starts_blocks_as_their_shortcut_fails_by_default():
+    """The reference initialisation (spec §3.1) keeps every gamma at 1: the residual branch is live."""
+    x = tf.random.stateless_uniform([1, 4, 32, 32, 3], seed=[1, 2])
+    ref = models.build_backbone(models.BackboneConfig(depth=18, width_multiplier=0.0625), num_frames=4, image_size=32)
+    inner = keras.Model(ref.input, [ref.get_layer("res2_block1_out").output, ref.get_layer("res2_block2_out").output])
+    a, b = inner(x, training=False)
+    assert not np.allclose(a.numpy(), b.numpy(), atol=1e-3)

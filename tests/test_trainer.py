@@ -81,6 +81,24 @@ def test_lars_update():
     np.testing.assert_allclose(b.numpy(), [1.0 - 0.2 - 0.9 * 0.2], rtol=1e-6)
 
 
+def test_build_optimizer_choices():
+    """sgd (paper), lars, and adam (small-scale runs such as the demo), all on the warmup-cosine schedule."""
+    kinds = {"sgd": keras.optimizers.SGD, "lars": schedules.LARS, "adam": keras.optimizers.Adam}
+    for name, cls in kinds.items():
+        cfg = load_config("tiny_cpu", [f"train.optimizer={name}", "train.momentum=0.8"])
+        opt, schedule = trainer.build_optimizer(cfg, 100, 10)
+        assert isinstance(opt, cls) and isinstance(schedule, schedules.WarmupCosine)
+        assert schedule.learning_rate == pytest.approx(schedules.scaled_learning_rate(
+            cfg.train.base_learning_rate, cfg.train.global_batch_size, cfg.train.base_batch_size))
+        assert (schedule.total_steps, schedule.warmup_steps) == (100, 10)
+    assert opt.beta_1 == 0.8  # adam's first-moment decay is train.momentum
+
+
+def test_build_optimizer_choices_fails():
+    with pytest.raises(ValueError, match="train.optimizer='rmsprop': must be sgd, lars or adam"):
+        trainer.build_optimizer(load_config("tiny_cpu", ["train.optimizer=rmsprop"]), 100, 10)
+
+
 # ------------------------------------------------------------------------------------------------
 # configs and CLI
 # ------------------------------------------------------------------------------------------------

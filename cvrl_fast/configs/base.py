@@ -9,6 +9,7 @@ def get_config() -> Config:
             "width_multiplier": 1.0,      # the paper's wider variants: 2.0, 4.0
             "bn_momentum": 0.9,
             "bn_epsilon": 1e-5,
+            "zero_init_residual": False,  # True: each block's last BN starts at gamma 0 (not the reference)
             "head_hidden_dim": 2048,
             "head_num_hidden_layers": 3,
             "head_output_dim": 128,
@@ -54,7 +55,7 @@ def get_config() -> Config:
             "base_learning_rate": 0.32,   # at batch 1024, linearly scaled (spec §5)
             "base_batch_size": 1024,
             "lr_replica_factor": 1.0,     # reference-parity knob (spec §5)
-            "optimizer": "sgd",           # "sgd" (paper) or "lars"
+            "optimizer": "sgd",           # "sgd" (paper), "lars", or "adam" (small-scale runs)
             "momentum": 0.9,
             "lars_eta": 0.001,
             "weight_decay": 1e-6,
