@@ -73,3 +73,29 @@ def test_make_dataset_fails_without_ffmpeg(tmp_path, monkeypatch):
     monkeypatch.setattr(demo_data.shutil, "which", lambda name: None)
     with pytest.raises(RuntimeError, match="the ffmpeg CLI is needed"):
         demo_data.make_dataset(tmp_path, num_train=1, num_val=1)
+
+
+def test_segments_cut_the_appearance_but_not_the_motion():
+    """segment_frames > 0: the whole look is redrawn at cuts every segment_frames to 2 x segment_frames
+    frames (a frame-wide jump in pixels); without segments no such jump occurs."""
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    cut = demo_data.render_video(rng_a, 0, size=48, num_frames=40, segment_frames=8).astype(np.float32)
+    steady = demo_data.render_video(rng_b, 0, size=48, num_frames=40).astype(np.float32)
+    change = np.abs(np.diff(cut, axis=0)).mean(axis=(1, 2, 3))
+    steady_change = np.abs(np.diff(steady, axis=0)).mean(axis=(1, 2, 3))
+    cuts = np.where(change > 10 * np.median(steady_change) + 5)[0] + 1
+    assert 2 <= len(cuts) <= 5 and np.all(np.diff(cuts) >= 8)  # one cut every 8 to 15 frames
+    assert steady_change.max() < 10 * np.median(steady_change) + 5  # no cut without segments
+
+
+def test_segments_cut_the_appearance_but_not_the_motion_fails_for_colour_probes():
+    """Across cuts colour statistics still say nothing about the class."""
+    videos, labels = [], []
+    for label in range(len(demo_data.CLASSES)):
+        for i in range(12):
+            rng = np.random.default_rng([9, label, i])
+            videos.append(demo_data.render_video(rng, label, size=48, num_frames=40, segment_frames=8,
+                                                 num_objects=3).astype(np.float32))
+            labels.append(label)
+    colour = np.array([v.reshape(-1, 3).mean(0).tolist() + v.reshape(-1, 3).std(0).tolist() for v in videos])
+    assert _nearest_centroid_accuracy(colour, np.array(labels), 6) <= 0.5
