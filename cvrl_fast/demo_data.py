@@ -34,8 +34,26 @@ import numpy as np
 CLASSES = ("horizontal", "vertical", "orbit", "pulse")
 
 
-def _appearance(rng: np.random.Generator, size: int, num_frames: int) -> dict:
-    """Everything a video shows that is NOT its motion: background, object shape, texture, colours."""
+def _appearance(rng: np.random.Generator, size: int, num_frames: int, look_pool: int = 0) -> dict:
+    """Everything a video shows that is NOT its motion: background, object shape, texture, colours.
+
+    look_pool > 0: background, shape and texture come from one of `look_pool` fixed looks shared by all
+    videos (only the drifting colours stay per video), so appearance barely tells videos apart.
+    """
+    look = _look(np.random.default_rng([7919, int(rng.integers(look_pool))]) if look_pool > 0 else rng, size)
+    hold = rng.uniform(15, 30)
+    return {
+        **look,
+        # Colour drift: the object's colour moves between random key colours every `hold` frames, and
+        # the background is tinted by a slowly rotating colour.
+        "hold": hold,
+        "keys": rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32),
+        "tint_phase": rng.uniform(0, 2 * np.pi, 3),
+        "tint_speed": rng.uniform(0.03, 0.08),
+    }
+
+
+def _look(rng: np.random.Generator, size: int) -> dict:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # Background: a random linear gradient between two random colours plus fixed noise texture.
     c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
@@ -47,23 +65,16 @@ def _appearance(rng: np.random.Generator, size: int, num_frames: int) -> dict:
         r = rng.uniform(3, 8)
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         background[mask] = rng.uniform(0, 255, 3)
-    hold = rng.uniform(15, 30)
     return {
         "background": background,
         "radius": rng.uniform(size * 0.09, size * 0.16),
         "square": rng.random() < 0.5,
         "stripes": 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None],
-        # Colour drift: the object's colour moves between random key colours every `hold` frames, and
-        # the background is tinted by a slowly rotating colour.
-        "hold": hold,
-        "keys": rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32),
-        "tint_phase": rng.uniform(0, 2 * np.pi, 3),
-        "tint_speed": rng.uniform(0.03, 0.08),
     }
 
 
 def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75,
-                 segment_frames: int = 0, num_objects: int = 1) -> np.ndarray:
+                 segment_frames: int = 0, num_objects: int = 1, look_pool: int = 0) -> np.ndarray:
     """Render one video of class `label` as uint8 [num_frames, size, size, 3].
 
     segment_frames > 0: the appearance (background, object shape, texture, colours) is drawn anew every
@@ -81,12 +92,12 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
         centres = list(rng.uniform(size * 0.2, size * 0.8, (num_objects, 2)))
         amplitude = amplitude * 0.6
     phases = [phase] + list(rng.uniform(0, 2 * np.pi, len(centres) - 1))
-    look = _appearance(rng, size, num_frames)
+    look = _appearance(rng, size, num_frames, look_pool)
     next_cut = int(rng.integers(segment_frames, 2 * segment_frames)) if segment_frames > 0 else num_frames
     frames = np.empty((num_frames, size, size, 3), np.uint8)
     for i in range(num_frames):
         if i == next_cut:
-            look = _appearance(rng, size, num_frames)
+            look = _appearance(rng, size, num_frames, look_pool)
             next_cut += int(rng.integers(segment_frames, 2 * segment_frames))
         k, f = divmod(i / look["hold"], 1.0)
         colour = look["keys"][int(k)] * (1 - f) + look["keys"][int(k) + 1] * f
@@ -123,7 +134,7 @@ def encode_mp4(frames: np.ndarray, path: pathlib.Path, fps: int = 25) -> None:
 
 def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: int = 80, seed: int = 0,
                  size: int = 64, num_frames: int = 75, segment_frames: int = 0,
-                 num_objects: int = 1) -> dict[str, pathlib.Path]:
+                 num_objects: int = 1, look_pool: int = 0) -> dict[str, pathlib.Path]:
     """Write the demo dataset (balanced classes) and return {"train": csv_path, "val": csv_path}."""
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
@@ -148,7 +159,7 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
         if not path.exists():
             tmp = path.with_suffix(".tmp.mp4")
             encode_mp4(render_video(rng, label, size=size, num_frames=num_frames, segment_frames=segment_frames,
-                                    num_objects=num_objects), tmp)
+                                    num_objects=num_objects, look_pool=look_pool), tmp)
             tmp.rename(path)  # a killed run never leaves a half-written video behind
 
     with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:

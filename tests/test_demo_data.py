@@ -89,13 +89,13 @@ def test_segments_cut_the_appearance_but_not_the_motion():
 
 
 def test_segments_cut_the_appearance_but_not_the_motion_fails_for_colour_probes():
-    """Across cuts colour statistics still say nothing about the class."""
+    """With cuts and a shared look pool, colour statistics still say nothing about the class."""
     videos, labels = [], []
     for label in range(len(demo_data.CLASSES)):
         for i in range(12):
             rng = np.random.default_rng([9, label, i])
             videos.append(demo_data.render_video(rng, label, size=48, num_frames=40, segment_frames=8,
-                                                 num_objects=3).astype(np.float32))
+                                                 look_pool=3).astype(np.float32))
             labels.append(label)
     colour = np.array([v.reshape(-1, 3).mean(0).tolist() + v.reshape(-1, 3).std(0).tolist() for v in videos])
     assert _nearest_centroid_accuracy(colour, np.array(labels), 6) <= 0.5

@@ -2,17 +2,25 @@
 
     cvrl-fast demo [--workdir demo_work] [--quick]
 
-Same code path as the real model (R3D-50 topology at 1/8 width, the C++ pair loader, the trainer, the
-NT-Xent loss, linear evaluation), at a size a 2-core machine trains in minutes: 8-frame clips at stride 2,
-64x64 crops, 16 videos per step. Expect the pretrained backbone's linear probe to beat the same backbone
-at random initialisation by well over 10 points of top-1 on the held-out split (the demo prints both).
+Same code path as the real model (the R3D backbone, the C++ pair loader with the full CVRL augmentation,
+the trainer, the NT-Xent loss, linear evaluation), at a size a 2-core machine trains in minutes: R3D-18 at
+1/4 width, 8-frame clips at stride 2, 64x64 crops, 16 videos per step, 300 steps. Two small-scale choices
+differ from the K400 recipe, both measured on this data:
+  - R3D-18 instead of R3D-50: at 1/8 width the 50-layer bottleneck net (2-8 channel inner convs) does not
+    even learn the motion classes SUPERVISED in 60 steps (loss stays at ln 4), R3D-18 at 1/4 width
+    reaches 77% held-out in the same 60 steps;
+  - Adam (lr 1e-3) instead of SGD: a fresh deep BN net at batch 16 has stem gradients ~1000x its weight
+    norm, so SGD at any useful lr blows the early layers up and the loss stalls at its uninformative level.
+Expect about 35% top-1 for the pretrained probe vs about 28% at random init (4 classes, 80 held-out
+videos, so one video is 1.25 points); the demo prints what it measures.
 """
 from cvrl_fast.configs import Config, base
 
 
 def get_config() -> Config:
     cfg = base.get_config()
-    cfg.model.width_multiplier = 0.125
+    cfg.model.depth = 18
+    cfg.model.width_multiplier = 0.25
     cfg.model.head_hidden_dim = 256
     cfg.model.head_output_dim = 64
     cfg.data.source = "videos"
@@ -21,9 +29,10 @@ def get_config() -> Config:
     cfg.data.image_size = 64
     cfg.data.num_train_videos = 240
     cfg.train.global_batch_size = 16
-    cfg.train.epochs = 10.0
+    cfg.train.epochs = 20.0
     cfg.train.warmup_epochs = 1.0
-    cfg.train.base_learning_rate = 0.2
+    cfg.train.optimizer = "adam"
+    cfg.train.base_learning_rate = 1e-3
     cfg.train.base_batch_size = 16
     cfg.checkpoint.every_steps = 100
     cfg.log.every_steps = 5
@@ -31,7 +40,7 @@ def get_config() -> Config:
     return Config({
         "pretrain": cfg.to_dict(),
         "dataset": {"num_train": 240, "num_val": 80, "size": 64, "num_frames": 75, "seed": 0,
-                    "segment_frames": 0, "num_objects": 1},
+                    "segment_frames": 0, "num_objects": 1, "look_pool": 0},
         "eval": {                      # overrides of the linear_eval config, scaled to the demo data
             "clip_frames": 8,
             "crop_size": 64,
