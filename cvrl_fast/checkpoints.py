@@ -38,25 +38,22 @@ _BN_VARS = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
 def key_map(backbone: "tf.keras.Model | None" = None, config: models.BackboneConfig | None = None):
-    """Ordered {relative checkpoint key: (layer name, variable name)} for a bottleneck R3D backbone.
+    """Ordered {relative checkpoint key: (layer name, variable name)} for an R3D backbone.
 
     Relative keys omit the root prefix (`backbone/`) and the `/.ATTRIBUTES/VARIABLE_VALUE` suffix, e.g.
     `layer_with_weights-9/_temporal_conv/kernel` -> ("res4_block1_temporal_conv", "kernel").
     `layer_with_weights` counts weight-owning layers in model order: 0 stem conv, 1 stem BN, then one
-    index per block (spec §8).
+    index per block (spec §8). The released checkpoints are bottleneck R3D-50s; the basic-block depths
+    (18, 34) use the same scheme without `_expand_conv` and `_norm3`, which those blocks do not have.
     """
     cfg = config or models.BackboneConfig()
-    if cfg.block_type != "bottleneck":
-        raise ValueError(
-            f"model.depth={cfg.depth}: the official checkpoint layout exists only for bottleneck "
-            f"depths {[d for d, (t, _) in models.BLOCKS_PER_STAGE.items() if t == 'bottleneck']}"
-        )
+    skip = () if cfg.block_type == "bottleneck" else ("_expand_conv", "_norm3")
     out = {"layer_with_weights-0/kernel": ("stem_conv", "kernel")}
     for v in _BN_VARS:
         out[f"layer_with_weights-1/{v}"] = ("stem_bn", v)
     for index, (prefix, has_shortcut) in enumerate(models.block_names(cfg), start=2):
         for attr, (suffix, var_names) in _BLOCK_ATTRS.items():
-            if attr in ("_shortcut_conv", "_norm0") and not has_shortcut:
+            if attr in skip or (attr in ("_shortcut_conv", "_norm0") and not has_shortcut):
                 continue
             for v in var_names:
                 out[f"layer_with_weights-{index}/{attr}/{v}"] = (f"{prefix}_{suffix}", v)
@@ -76,16 +73,17 @@ def _backbone_config_of(backbone) -> models.BackboneConfig:
     cfg = getattr(backbone, "cvrl_config", None)
     if cfg is not None:
         return cfg
-    # Infer the depth from the block names so that any bottleneck depth round-trips.
+    # Infer the depth from the block names (and the block type: 34 and 50 share a stage table).
     names = {layer.name for layer in backbone.layers}
+    bottleneck = any(n.endswith("_expand_conv") for n in names)
     for depth, (block_type, blocks) in models.BLOCKS_PER_STAGE.items():
-        if block_type != "bottleneck":
+        if (block_type == "bottleneck") != bottleneck:
             continue
         expect = {p for p, _ in models.block_names(models.BackboneConfig(depth=depth))}
         have = {n.rsplit("_", 1)[0] for n in names if n.startswith("res") and n.endswith("_norm1")}
         if expect == have:
             return models.BackboneConfig(depth=depth)
-    raise ValueError(f"model {backbone.name!r}: not a bottleneck R3D backbone built by cvrl_fast.models")
+    raise ValueError(f"model {backbone.name!r}: not an R3D backbone built by cvrl_fast.models")
 
 
 def _choose_prefix(keys, path) -> str:

@@ -84,9 +84,29 @@ def test_key_map_matches_manifest(manifest):
     assert set(mapping.values()) == set(variables)  # every model weight has exactly one key
 
 
-def test_key_map_fails():
-    with pytest.raises(ValueError, match="model.depth=18"):
-        checkpoints.key_map(config=models.BackboneConfig(depth=18))
+def test_key_map_covers_basic_block_depths(tmp_path):
+    """R3D-18/34 use the same layout without _expand_conv/_norm3; a save/load round trip is exact."""
+    for depth in (18, 34):
+        cfg = models.BackboneConfig(depth=depth, width_multiplier=0.0625, bn_synchronized=False)
+        backbone = models.build_backbone(cfg)
+        mapping = checkpoints.key_map(config=cfg)
+        assert set(mapping.values()) == set(model_vars(backbone))  # every weight exactly once
+        assert not any("_expand_conv" in k or "_norm3" in k for k in mapping)
+        rng = np.random.default_rng(depth)
+        for w in backbone.weights:
+            w.assign(rng.standard_normal(w.shape).astype(np.float32))
+        prefix = checkpoints.save_official_backbone(backbone, str(tmp_path / f"r3d{depth}" / "backbone"))
+        loaded = checkpoints.load_official_backbone(prefix, config=cfg)
+        for a, b in zip(backbone.weights, loaded.weights):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_key_map_covers_basic_block_depths_fails(tmp_path):
+    """An R3D-18 checkpoint does not load into an R3D-50 (or the reverse): the error names the key."""
+    cfg18 = models.BackboneConfig(depth=18, width_multiplier=0.0625, bn_synchronized=False)
+    prefix = checkpoints.save_official_backbone(models.build_backbone(cfg18), str(tmp_path / "r3d18" / "backbone"))
+    with pytest.raises(ValueError, match="layer_with_weights"):
+        checkpoints.load_official_backbone(prefix, config=models.BackboneConfig(width_multiplier=0.0625))
 
 
 @pytest.fixture(scope="module")
