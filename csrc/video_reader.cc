@@ -604,7 +604,9 @@ struct VideoReader::Impl {
         if (d > target) break;  // landed beyond the target: try an earlier start
       }
     }
-    throw std::runtime_error("cannot seek to packet " + std::to_string(target) + " of " + where());
+    // Every decode-time failure reads "could not decode ...", whatever stage gave up.
+    throw std::runtime_error("could not decode " + where() + ": cannot seek to packet " + std::to_string(target) +
+                             " (corrupt data?)");
   }
 
   // ---------------------------------------------------------------- conversion
