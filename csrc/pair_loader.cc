@@ -88,7 +88,9 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   std::vector<int64_t> unique_frames;   // sorted stored frames both clips need
   Box window;                           // union of `boxes`, in decoded pixels
   Box boxes[2];                         // the views' crop boxes, in decoded pixels
-  auto plan = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width) {
+  // Draws the pair, then the decoded-pixel boxes: scaled down by the returned IDCT factor (1, 2, 4, 8)
+  // when `may_scale` (JPEG frames with jpeg_dct_scaling). Sizes frames_ for the union window.
+  auto plan = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width, bool may_scale) {
     if (fixed_rate && settings_.target_fps > 0.0) {
       frame_of_index = fixed_rate_frame_map(pts, settings_.target_fps);
     } else {
@@ -97,14 +99,17 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     }
     params = sample_pair_params(static_cast<int64_t>(frame_of_index.size()), height, width, settings_, seed, epoch,
                                 sample_key);
-    boxes[0] = params.views[0].crop;
-    boxes[1] = params.views[1].crop;
+    const int denom = may_scale ? dct_scale_denom(params, settings_.crop_size) : 1;
+    for (int v = 0; v < 2; ++v) {
+      boxes[v] = denom > 1 ? scale_box(params.views[v].crop, denom, height, width) : params.views[v].crop;
+    }
     window = union_box(boxes[0], boxes[1]);
     for (int v = 0; v < 2; ++v)
       for (int64_t index : params.clips.indices[v]) unique_frames.push_back(frame_of_index[static_cast<size_t>(index)]);
     std::sort(unique_frames.begin(), unique_frames.end());
     unique_frames.erase(std::unique(unique_frames.begin(), unique_frames.end()), unique_frames.end());
     frames_.resize(unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
+    return denom;
   };
 
   if (source.record_offset >= 0) {
@@ -117,13 +122,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     // Records written by our data prep carry their rate; reference records are taken as stored.
     const bool timed = record.fps > 0.0;
     for (size_t i = 0; i < pts.size(); ++i) pts[i] = timed ? static_cast<double>(i) / record.fps : static_cast<double>(i);
-    plan(pts, timed, height, width);
-    const int denom = settings_.jpeg_dct_scaling ? dct_scale_denom(params, settings_.crop_size) : 1;
-    if (denom > 1) {
-      for (Box& box : boxes) box = scale_box(box, denom, height, width);
-      window = union_box(boxes[0], boxes[1]);
-      frames_.resize(unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
-    }
+    const int denom = plan(pts, timed, height, width, settings_.jpeg_dct_scaling);
     const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
     const int64_t frame_bytes = row_bytes * window.height;
     for (size_t k = 0; k < unique_frames.size(); ++k) {
@@ -140,7 +139,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   } else {
     VideoReader reader = source.bytes.empty() ? VideoReader(source.path, 1) : VideoReader::from_bytes(source.bytes, 1);
     const VideoInfo& info = reader.info();
-    plan(reader.frame_pts_seconds(), true, info.height, info.width);
+    plan(reader.frame_pts_seconds(), true, info.height, info.width, false);
     // Only the union window of the two crop boxes is colour-converted, at native resolution.
     reader.get_frames(unique_frames, frames_.data(), CropBox{window.x, window.y, window.width, window.height});
   }
