@@ -81,6 +81,27 @@ def test_lars_update():
     np.testing.assert_allclose(b.numpy(), [1.0 - 0.2 - 0.9 * 0.2], rtol=1e-6)
 
 
+def test_augment_config_comes_from_data_augment():
+    """data.augment holds every AugmentConfig field at its default; overrides reach the loader's config."""
+    from cvrl_fast._augment import AugmentConfig
+
+    cfg = load_config("tiny_cpu")
+    assert trainer.augment_config(cfg) == AugmentConfig(num_frames=cfg.data.num_frames,
+                                                        frame_stride=cfg.data.frame_stride,
+                                                        crop_size=cfg.data.image_size)
+    cfg = load_config("tiny_cpu", ["data.augment.blur_prob=0.5,0.0", "data.augment.target_fps=0",
+                                   "data.augment.parity=false"])
+    aug = trainer.augment_config(cfg)
+    assert aug.blur_prob == (0.5, 0.0) and aug.target_fps is None and aug.parity is False
+
+
+def test_augment_config_comes_from_data_augment_fails():
+    with pytest.raises(KeyError, match="data.augment.no_such_field"):
+        load_config("tiny_cpu", ["data.augment.no_such_field=1"])
+    with pytest.raises(ValueError, match="jpeg_dct_scaling"):  # range checks still run in C++
+        trainer.augment_config(load_config("tiny_cpu", ["data.augment.jpeg_dct_scaling=true"]))
+
+
 def test_build_optimizer_choices():
     """sgd (paper), lars, and adam (small-scale runs such as the demo), all on the warmup-cosine schedule."""
     kinds = {"sgd": keras.optimizers.SGD, "lars": schedules.LARS, "adam": keras.optimizers.Adam}

@@ -1,5 +1,15 @@
 """Defaults shared by every pretraining config (the paper's recipe, spec §3-§5)."""
+import dataclasses
+
+from cvrl_fast._augment import AugmentConfig
 from cvrl_fast.configs import Config
+
+_CLIP_SHAPE_FIELDS = ("num_frames", "frame_stride", "crop_size")  # set by data.num_frames/... instead
+
+
+def augment_defaults() -> dict:
+    """AugmentConfig's defaults, read from the dataclass so the config cannot drift from it."""
+    return {f.name: f.default for f in dataclasses.fields(AugmentConfig) if f.name not in _CLIP_SHAPE_FIELDS}
 
 
 def get_config() -> Config:
@@ -25,27 +35,9 @@ def get_config() -> Config:
             "num_train_videos": 366_016,  # reference count, used for the step schedule (spec §5)
             "seed": 0,
             "prefetch": 2,
-            # AugmentConfig fields (spec §1-§2 defaults); num_frames, frame_stride and image_size above
-            # set the clip shape. target_fps 0 means native frames.
-            "augment": {
-                "target_fps": 25.0,
-                "area_range": (0.3, 1.0),
-                "aspect_ratio_range": (0.5, 2.0),
-                "min_object_covered": 0.1,
-                "max_attempts": 100,
-                "flip_prob": 0.5,
-                "jitter_prob": 0.8,
-                "brightness": 0.8,
-                "contrast": 0.8,
-                "saturation": 0.8,
-                "hue": 0.2,
-                "grayscale_prob": 0.2,
-                "blur_prob": (1.0, 0.1),
-                "blur_sigma_range": (0.1, 2.0),
-                "solarize_prob": (0.0, 0.2),
-                "parity": True,
-                "jpeg_dct_scaling": False,
-            },
+            # Every AugmentConfig field with its default (spec §1-§2); num_frames, frame_stride and
+            # image_size above set the clip shape. target_fps 0 means native frames.
+            "augment": augment_defaults(),
         },
         "train": {
             "global_batch_size": 1024,    # videos; 2x clips go through the network
