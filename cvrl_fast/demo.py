@@ -111,8 +111,7 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
           f"{', '.join(demo_data.CLASSES)}) to {workdir}/data", flush=True)
     lists = demo_data.make_dataset(os.path.join(workdir, "data"), num_train=d.num_train, num_val=d.num_val,
                                    seed=d.seed, size=d.size, num_frames=d.num_frames,
-                                   segment_frames=d.segment_frames, num_objects=d.num_objects,
-                                   look_pool=d.look_pool)
+                                   segment_frames=d.segment_frames, look_pool=d.look_pool)
     train_paths, train_labels, _ = evaluation.read_labelled_sources(str(lists["train"]))
     val_paths, val_labels, _ = evaluation.read_labelled_sources(str(lists["val"]))
     num_classes = len(demo_data.CLASSES)

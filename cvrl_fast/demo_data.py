@@ -74,7 +74,7 @@ def _look(rng: np.random.Generator, size: int) -> dict:
 
 
 def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75,
-                 segment_frames: int = 0, num_objects: int = 1, look_pool: int = 0) -> np.ndarray:
+                 segment_frames: int = 0, look_pool: int = 0) -> np.ndarray:
     """Render one video of class `label` as uint8 [num_frames, size, size, 3].
 
     segment_frames > 0: the appearance (background, object shape, texture, colours) is drawn anew every
@@ -86,12 +86,7 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
     period = rng.uniform(20, 40)  # frames per motion cycle
     phase = rng.uniform(0, 2 * np.pi)
     amplitude = rng.uniform(size * 0.18, size * 0.3)
-    if num_objects == 1:
-        centres = [size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)]
-    else:  # a group moving together, each around its own centre, with its own phase
-        centres = list(rng.uniform(size * 0.2, size * 0.8, (num_objects, 2)))
-        amplitude = amplitude * 0.6
-    phases = [phase] + list(rng.uniform(0, 2 * np.pi, len(centres) - 1))
+    centre = size / 2 + rng.uniform(-size * 0.08, size * 0.08, 2)
     look = _appearance(rng, size, num_frames, look_pool)
     next_cut = int(rng.integers(segment_frames, 2 * segment_frames)) if segment_frames > 0 else num_frames
     frames = np.empty((num_frames, size, size, 3), np.uint8)
@@ -102,23 +97,22 @@ def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_fr
         k, f = divmod(i / look["hold"], 1.0)
         colour = look["keys"][int(k)] * (1 - f) + look["keys"][int(k) + 1] * f
         tint = 1.0 + 0.35 * np.sin(look["tint_phase"] + look["tint_speed"] * i).astype(np.float32)
+        a = 2 * np.pi * i / period + phase
+        cy, cx, r = centre[0], centre[1], look["radius"]
+        if label == 0:
+            cx = cx + amplitude * np.sin(a)
+        elif label == 1:
+            cy = cy + amplitude * np.sin(a)
+        elif label == 2:
+            cx, cy = cx + amplitude * np.cos(a), cy + amplitude * np.sin(a)
+        else:
+            r = r * (1.0 + 0.8 * np.sin(a))
+        if look["square"]:
+            mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
+        else:
+            mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         frame = look["background"] * tint
-        for centre, phase_k in zip(centres, phases):
-            a = 2 * np.pi * i / period + phase_k
-            cy, cx, r = centre[0], centre[1], look["radius"]
-            if label == 0:
-                cx = cx + amplitude * np.sin(a)
-            elif label == 1:
-                cy = cy + amplitude * np.sin(a)
-            elif label == 2:
-                cx, cy = cx + amplitude * np.cos(a), cy + amplitude * np.sin(a)
-            else:
-                r = r * (1.0 + 0.8 * np.sin(a))
-            if look["square"]:
-                mask = (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)
-            else:
-                mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
-            frame[mask] = (colour * look["stripes"])[mask]
+        frame[mask] = (colour * look["stripes"])[mask]
         frames[i] = frame.clip(0, 255).astype(np.uint8)
     return frames
 
@@ -134,7 +128,7 @@ def encode_mp4(frames: np.ndarray, path: pathlib.Path, fps: int = 25) -> None:
 
 def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: int = 80, seed: int = 0,
                  size: int = 64, num_frames: int = 75, segment_frames: int = 0,
-                 num_objects: int = 1, look_pool: int = 0) -> dict[str, pathlib.Path]:
+                 look_pool: int = 0) -> dict[str, pathlib.Path]:
     """Write the demo dataset (balanced classes) and return {"train": csv_path, "val": csv_path}."""
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
@@ -159,7 +153,7 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
         if not path.exists():
             tmp = path.with_suffix(".tmp.mp4")
             encode_mp4(render_video(rng, label, size=size, num_frames=num_frames, segment_frames=segment_frames,
-                                    num_objects=num_objects, look_pool=look_pool), tmp)
+                                    look_pool=look_pool), tmp)
             tmp.rename(path)  # a killed run never leaves a half-written video behind
 
     with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:

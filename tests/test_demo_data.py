@@ -99,3 +99,19 @@ def test_segments_cut_the_appearance_but_not_the_motion_fails_for_colour_probes(
             labels.append(label)
     colour = np.array([v.reshape(-1, 3).mean(0).tolist() + v.reshape(-1, 3).std(0).tolist() for v in videos])
     assert _nearest_centroid_accuracy(colour, np.array(labels), 6) <= 0.5
+
+
+def test_look_pool_shares_backgrounds_and_shapes_across_videos():
+    """look_pool=1: every video gets the same background, shape and texture; colours stay per video."""
+    a = demo_data._appearance(np.random.default_rng(1), 32, 20, look_pool=1)
+    b = demo_data._appearance(np.random.default_rng(2), 32, 20, look_pool=1)
+    for key in ("background", "stripes"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert (a["radius"], a["square"]) == (b["radius"], b["square"])
+    assert not np.array_equal(a["keys"], b["keys"])
+
+
+def test_look_pool_shares_backgrounds_and_shapes_across_videos_fails_without_pool():
+    a = demo_data._appearance(np.random.default_rng(1), 32, 20)
+    b = demo_data._appearance(np.random.default_rng(2), 32, 20)
+    assert not np.array_equal(a["background"], b["background"])

@@ -42,7 +42,7 @@ def get_config() -> Config:
     return Config({
         "pretrain": cfg.to_dict(),
         "dataset": {"num_train": 240, "num_val": 80, "size": 64, "num_frames": 75, "seed": 0,
-                    "segment_frames": 0, "num_objects": 1, "look_pool": 0},
+                    "segment_frames": 0, "look_pool": 0},
         "eval": {                      # overrides of the linear_eval config, scaled to the demo data
             "clip_frames": 8,
             "crop_size": 64,
