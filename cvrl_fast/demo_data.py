@@ -1,8 +1,8 @@
 """The demo's embedded dataset: small generated videos whose class is defined by motion, not colour.
 
-Each video shows one textured object on a random background (gradient plus noise, with a few static
-distractor blobs). The object's colour, size, texture and the background are random for every video, so
-a single frame says nothing about the class; only how the object moves over time does:
+Each video shows one textured object on a background (gradient plus noise, with a few static distractor
+blobs). The object's path is drawn per video (period, phase, amplitude, centre) and its class is how it
+moves:
 
   0 ``horizontal``  the object oscillates left-right
   1 ``vertical``    the object oscillates up-down
@@ -10,12 +10,20 @@ a single frame says nothing about the class; only how the object moves over time
   3 ``pulse``       the object stays put and grows and shrinks
 
 All four classes are invariant under a horizontal flip (CVRL's augmentation flips), so flipping never
-turns one class into another. The object's colour and the background's tint drift over time, so two
-clips of one video far apart in time do not share colours: matching them takes the motion, which is
-what CVRL's temporally distant positive pairs are meant to teach. Frames are rendered with NumPy and encoded to H.264 mp4 by the ``ffmpeg``
-CLI (a real encoder, real GOP structure, real decode path).
+turns one class into another. The object's colour and the background's tint drift over time.
 
-    python -m cvrl_fast.demo_data OUT_DIR [--train 160] [--val 80] [--seed 0]
+The look (background, object shape and texture, colour drift) is either drawn per video
+(``look_pool=0``) or taken from ``look_pool`` fixed looks shared by all videos. Either way a single
+frame says nothing about the class. The demo uses ``look_pool=1``: all videos look alike and differ only
+in their motion, so CVRL's instance discrimination (telling a video's two clips from other videos') can
+only be solved by motion. With a look per video the network solves it by matching looks instead, and
+learns nothing about the classes in the demo's budget (see ``configs/demo.py``).
+``segment_frames`` adds appearance cuts (a new look every few frames while the motion goes on).
+
+Frames are rendered with NumPy and encoded to H.264 mp4 by the ``ffmpeg`` CLI (a real encoder, real GOP
+structure, real decode path).
+
+    python -m cvrl_fast.demo_data OUT_DIR [--train 160] [--val 80] [--seed 0] [--look-pool 1]
 
 writes ``OUT_DIR/{train,val}/*.mp4`` and ``OUT_DIR/{train,val}.csv`` (``path,label`` rows).
 """
@@ -24,6 +32,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import csv
+import json
 import os
 import pathlib
 import shutil
@@ -32,15 +41,20 @@ import subprocess
 import numpy as np
 
 CLASSES = ("horizontal", "vertical", "orbit", "pulse")
+# Bump when render_video's output changes, so that videos written by an older version are redrawn.
+RENDER_VERSION = 2
 
 
 def _appearance(rng: np.random.Generator, size: int, num_frames: int, look_pool: int = 0) -> dict:
     """Everything a video shows that is NOT its motion: background, object shape, texture, colours.
 
-    look_pool > 0: background, shape and texture come from one of `look_pool` fixed looks shared by all
-    videos (only the drifting colours stay per video), so appearance barely tells videos apart.
+    look_pool > 0: the whole appearance (background, shape, texture and the colour drift) is one of
+    `look_pool` fixed looks shared by all videos, so the only thing that tells one video from another is
+    how its object moves. `rng` then only picks the look.
     """
-    look = _look(np.random.default_rng([7919, int(rng.integers(look_pool))]) if look_pool > 0 else rng, size)
+    if look_pool > 0:
+        rng = np.random.default_rng([7919, int(rng.integers(look_pool))])
+    look = _look(rng, size)
     hold = rng.uniform(15, 30)
     return {
         **look,
@@ -128,11 +142,20 @@ def encode_mp4(frames: np.ndarray, path: pathlib.Path, fps: int = 25) -> None:
 
 def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: int = 80, seed: int = 0,
                  size: int = 64, num_frames: int = 75, segment_frames: int = 0,
-                 look_pool: int = 0) -> dict[str, pathlib.Path]:
+                 look_pool: int = 1) -> dict[str, pathlib.Path]:
     """Write the demo dataset (balanced classes) and return {"train": csv_path, "val": csv_path}."""
     if shutil.which("ffmpeg") is None:
         raise RuntimeError("make_dataset: the ffmpeg CLI is needed to encode the demo videos (apt install ffmpeg)")
     out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # Videos already on disk are reused (a second demo run skips encoding) only when the stamp says they
+    # were made with the same recipe; otherwise they are overwritten, never mixed with new ones.
+    recipe = {"render_version": RENDER_VERSION, "seed": seed, "size": size, "num_frames": num_frames,
+              "segment_frames": segment_frames, "look_pool": look_pool}
+    stamp = out / "recipe.json"
+    reuse = stamp.exists() and json.loads(stamp.read_text()) == recipe
+    if not reuse:
+        stamp.unlink(missing_ok=True)  # a run killed half-way leaves no stamp: the next run redraws all
     lists = {}
     jobs = []
     for split, count, split_seed in (("train", num_train, seed), ("val", num_val, seed + 1_000_003)):
@@ -150,7 +173,7 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
 
     def write(job):
         rng, label, path = job
-        if not path.exists():
+        if not (reuse and path.exists()):
             tmp = path.with_suffix(".tmp.mp4")
             encode_mp4(render_video(rng, label, size=size, num_frames=num_frames, segment_frames=segment_frames,
                                     look_pool=look_pool), tmp)
@@ -158,6 +181,7 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
 
     with concurrent.futures.ThreadPoolExecutor(max(1, os.cpu_count() or 1)) as pool:
         list(pool.map(write, jobs))
+    stamp.write_text(json.dumps(recipe))
     return lists
 
 
@@ -167,8 +191,10 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=160)
     parser.add_argument("--val", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--look-pool", type=int, default=1, help="shared looks; 0 = a look per video")
     args = parser.parse_args()
-    for split, path in make_dataset(args.out_dir, num_train=args.train, num_val=args.val, seed=args.seed).items():
+    for split, path in make_dataset(args.out_dir, num_train=args.train, num_val=args.val, seed=args.seed,
+                                    look_pool=args.look_pool).items():
         print(f"{split}: {path}")
 
 

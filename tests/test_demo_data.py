@@ -1,16 +1,20 @@
 """The demo dataset: classes are defined by motion, not by colour."""
+import csv
+import pathlib
+
 import numpy as np
 import pytest
 
 from cvrl_fast import demo_data
 
 
-def _render(n_per_class=12, seed=0):
+def _render(n_per_class=12, seed=0, look_pool=0):
     videos, labels = [], []
     for label in range(len(demo_data.CLASSES)):
         for i in range(n_per_class):
             rng = np.random.default_rng([seed, label, i])
-            videos.append(demo_data.render_video(rng, label, size=48, num_frames=40).astype(np.float32))
+            videos.append(demo_data.render_video(rng, label, size=48, num_frames=40,
+                                                 look_pool=look_pool).astype(np.float32))
             labels.append(label)
     return videos, np.array(labels)
 
@@ -38,8 +42,9 @@ def _motion_features(v):
     return [sx / (sx + sy), sx + sy]
 
 
-def test_classes_depend_on_motion_not_colour():
-    videos, labels = _render()
+@pytest.mark.parametrize("look_pool", [0, 1])  # a look per video; the demo's one shared look
+def test_classes_depend_on_motion_not_colour(look_pool):
+    videos, labels = _render(look_pool=look_pool)
     colour = np.array([v.reshape(-1, 3).mean(0).tolist() + v.reshape(-1, 3).std(0).tolist() for v in videos])
     motion = np.array([_motion_features(v) for v in videos])
     colour_acc = _nearest_centroid_accuracy(colour, labels, 6)
@@ -101,17 +106,56 @@ def test_segments_cut_the_appearance_but_not_the_motion_fails_for_colour_probes(
     assert _nearest_centroid_accuracy(colour, np.array(labels), 6) <= 0.5
 
 
-def test_look_pool_shares_backgrounds_and_shapes_across_videos():
-    """look_pool=1: every video gets the same background, shape and texture; colours stay per video."""
+def test_look_pool_shares_the_whole_appearance_across_videos():
+    """look_pool=1: every video gets the same background, shape, texture and colour drift."""
     a = demo_data._appearance(np.random.default_rng(1), 32, 20, look_pool=1)
     b = demo_data._appearance(np.random.default_rng(2), 32, 20, look_pool=1)
-    for key in ("background", "stripes"):
+    for key in ("background", "stripes", "keys", "tint_phase"):
         np.testing.assert_array_equal(a[key], b[key])
-    assert (a["radius"], a["square"]) == (b["radius"], b["square"])
-    assert not np.array_equal(a["keys"], b["keys"])
+    assert (a["radius"], a["square"], a["hold"], a["tint_speed"]) == (b["radius"], b["square"], b["hold"],
+                                                                      b["tint_speed"])
 
 
-def test_look_pool_shares_backgrounds_and_shapes_across_videos_fails_without_pool():
+def test_look_pool_shares_the_whole_appearance_across_videos_fails_without_pool():
     a = demo_data._appearance(np.random.default_rng(1), 32, 20)
     b = demo_data._appearance(np.random.default_rng(2), 32, 20)
     assert not np.array_equal(a["background"], b["background"])
+    assert not np.array_equal(a["keys"], b["keys"])
+
+
+def _changed_fraction(look_pool: int) -> float:
+    """Fraction of pixels of frame 0 that differ between two videos of one class (different seeds)."""
+    a, b = (demo_data.render_video(np.random.default_rng([seed]), 0, size=32, num_frames=4,
+                                   look_pool=look_pool).astype(np.int16)[0] for seed in (5, 6))
+    return float((np.abs(a - b).max(axis=-1) > 0).mean())
+
+
+def test_look_pool_videos_differ_only_by_motion():
+    """With one shared look, two videos differ only where their objects are."""
+    assert 0 < _changed_fraction(look_pool=1) < 0.25
+
+
+def test_look_pool_videos_differ_only_by_motion_fails_without_pool():
+    assert _changed_fraction(look_pool=0) > 0.9
+
+
+def test_make_dataset_reuses_videos_of_the_same_recipe(tmp_path):
+    lists = demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8)
+    first = pathlib.Path(list(csv.reader(open(lists["train"])))[1][0])
+    before = first.stat().st_mtime_ns
+    demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8)
+    assert first.stat().st_mtime_ns == before
+
+
+def test_make_dataset_reuses_videos_of_the_same_recipe_fails_for_another_recipe(tmp_path):
+    """Videos of another look_pool (or an unstamped, half-written run) are redrawn, not mixed in."""
+    lists = demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=0)
+    first = pathlib.Path(list(csv.reader(open(lists["train"])))[1][0])
+    old = first.read_bytes()
+    demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
+    assert first.read_bytes() != old
+    (tmp_path / "recipe.json").unlink()
+    new = first.read_bytes()
+    first.write_bytes(b"stale")
+    demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
+    assert first.read_bytes() == new
