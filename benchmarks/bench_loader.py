@@ -349,6 +349,54 @@ def dct_scaling_table(num_pairs: int, rounds: int) -> None:
     print(f"speed-up: {b[0] / a[0]:.2f}x wall, {b[1] / a[1]:.2f}x CPU")
 
 
+def _decord_decode(item):
+    import decord
+
+    path, plan = item
+    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
+    return decord.VideoReader(path, num_threads=1).get_batch(idx).asnumpy()
+
+
+def _pyav_decode(item):
+    """PyAV the usual way: decode from the start, convert the wanted frames to RGB."""
+    import av
+
+    path, plan = item
+    want = set(plan["view1"]["indices"] + plan["view2"]["indices"])
+    out = []
+    with av.open(path) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "NONE"
+        for i, frame in enumerate(container.decode(stream)):
+            if i in want:
+                out.append(frame.to_ndarray(format="rgb24"))
+            if i >= max(want):
+                break
+    return out
+
+
+def decode_table(num_pairs: int, rounds: int) -> None:
+    """Decode only (the union of a pair's 32 frames to RGB), one thread, same plans, interleaved rounds."""
+    data = bench_data()
+    best = {}
+    for r in range(rounds):
+        for name in ("default_gop", "g16"):
+            plans = _plans(data[name], num_pairs)
+            for tool, fn in (("cvrl_fast", _decode_pair), ("decord", _decord_decode), ("PyAV", _pyav_decode)):
+                _pool_rate(fn, plans[:2], 1)  # warm-up: imports, page cache
+                wall, cpu = _pool_rate(fn, plans, 1)
+                old = best.get((name, tool), (0.0, 0.0))
+                best[(name, tool)] = (max(old[0], wall), max(old[1], cpu))
+                print(f"round {r}: {name} {tool}: {wall:.1f} pairs/s, {cpu:.1f} pairs/CPU-s", flush=True)
+    print(f"\ndecode only, 1 thread, {num_pairs} pairs, best of {rounds}; cells: pairs/s wall (pairs per CPU-second)")
+    print("| data | cvrl_fast | decord | PyAV | cvrl_fast / decord (wall, CPU) |")
+    print("|---|---|---|---|---|")
+    for name in ("default_gop", "g16"):
+        c, d, a = (best[(name, t)] for t in ("cvrl_fast", "decord", "PyAV"))
+        print(f"| {name} | {c[0]:.1f} ({c[1]:.1f}) | {d[0]:.1f} ({d[1]:.1f}) | {a[0]:.1f} ({a[1]:.1f}) "
+              f"| {c[0] / d[0]:.2f}x, {c[1] / d[1]:.2f}x |")
+
+
 # ------------------------------------------------------------------ table for benchmarks/README.md
 
 def main() -> None:
@@ -360,7 +408,12 @@ def main() -> None:
                     help="measure only these data sets (repeatable)")
     ap.add_argument("--dct-scaling", action="store_true",
                     help="instead: jpeg_dct_scaling on or off, on HD TFRecords")
+    ap.add_argument("--decode-only", action="store_true",
+                    help="instead: decode only, cvrl_fast vs decord vs PyAV, one thread, on the mp4 sets")
     args = ap.parse_args()
+    if args.decode_only:
+        decode_table(args.pairs, args.rounds)
+        return
     if args.dct_scaling:
         dct_scaling_table(args.pairs, args.rounds)
         return
