@@ -153,7 +153,10 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
     recipe = {"render_version": RENDER_VERSION, "seed": seed, "size": size, "num_frames": num_frames,
               "segment_frames": segment_frames, "look_pool": look_pool}
     stamp = out / "recipe.json"
-    reuse = stamp.exists() and json.loads(stamp.read_text()) == recipe
+    try:
+        reuse = json.loads(stamp.read_text()) == recipe
+    except (OSError, ValueError):  # no stamp, or a damaged one: redraw
+        reuse = False
     if not reuse:
         stamp.unlink(missing_ok=True)  # a run killed half-way leaves no stamp: the next run redraws all
     lists = {}

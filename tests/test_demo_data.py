@@ -154,8 +154,10 @@ def test_make_dataset_reuses_videos_of_the_same_recipe_fails_for_another_recipe(
     old = first.read_bytes()
     demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
     assert first.read_bytes() != old
-    (tmp_path / "recipe.json").unlink()
     new = first.read_bytes()
-    first.write_bytes(b"stale")
-    demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
-    assert first.read_bytes() == new
+    for damage in ("unlink", "garbage"):
+        stamp = tmp_path / "recipe.json"
+        stamp.unlink() if damage == "unlink" else stamp.write_text("{not json")
+        first.write_bytes(b"stale")
+        demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
+        assert first.read_bytes() == new, damage
