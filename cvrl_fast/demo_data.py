@@ -48,26 +48,11 @@ RENDER_VERSION = 2
 def _appearance(rng: np.random.Generator, size: int, num_frames: int, look_pool: int = 0) -> dict:
     """Everything a video shows that is NOT its motion: background, object shape, texture, colours.
 
-    look_pool > 0: the whole appearance (background, shape, texture and the colour drift) is one of
-    `look_pool` fixed looks shared by all videos, so the only thing that tells one video from another is
-    how its object moves. `rng` then only picks the look.
+    look_pool > 0: the whole appearance is one of `look_pool` fixed looks shared by all videos, so the
+    only thing that tells one video from another is how its object moves. `rng` then only picks the look.
     """
     if look_pool > 0:
         rng = np.random.default_rng([7919, int(rng.integers(look_pool))])
-    look = _look(rng, size)
-    hold = rng.uniform(15, 30)
-    return {
-        **look,
-        # Colour drift: the object's colour moves between random key colours every `hold` frames, and
-        # the background is tinted by a slowly rotating colour.
-        "hold": hold,
-        "keys": rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32),
-        "tint_phase": rng.uniform(0, 2 * np.pi, 3),
-        "tint_speed": rng.uniform(0.03, 0.08),
-    }
-
-
-def _look(rng: np.random.Generator, size: int) -> dict:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     # Background: a random linear gradient between two random colours plus fixed noise texture.
     c0, c1 = rng.uniform(0, 255, (2, 3)).astype(np.float32)
@@ -79,12 +64,19 @@ def _look(rng: np.random.Generator, size: int) -> dict:
         r = rng.uniform(3, 8)
         mask = (yy - cy) ** 2 + (xx - cx) ** 2 < r * r
         background[mask] = rng.uniform(0, 255, 3)
-    return {
+    look = {
         "background": background,
         "radius": rng.uniform(size * 0.09, size * 0.16),
         "square": rng.random() < 0.5,
         "stripes": 0.75 + 0.25 * np.sign(np.sin((xx + yy) * rng.uniform(0.4, 1.2)))[..., None],
     }
+    # Colour drift: the object's colour moves between random key colours every `hold` frames, and the
+    # background is tinted by a slowly rotating colour.
+    look["hold"] = hold = rng.uniform(15, 30)
+    look["keys"] = rng.uniform(0, 255, (int(num_frames / hold) + 2, 3)).astype(np.float32)
+    look["tint_phase"] = rng.uniform(0, 2 * np.pi, 3)
+    look["tint_speed"] = rng.uniform(0.03, 0.08)
+    return look
 
 
 def render_video(rng: np.random.Generator, label: int, *, size: int = 64, num_frames: int = 75,
