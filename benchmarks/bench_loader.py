@@ -101,6 +101,11 @@ def _plans(paths, num_pairs, seed=0):
     return out
 
 
+def _union_frames(plan) -> list[int]:
+    """The frames both clips of a pair need, sorted, each once."""
+    return sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
+
+
 def _pool_rate(fn, items, num_threads):
     with futures.ThreadPoolExecutor(num_threads) as pool:
         list(pool.map(fn, items[:num_threads]))  # warm-up
@@ -161,13 +166,17 @@ def _numpy_view(frames, v, blur_radius=11):
     return out.astype(np.uint8)
 
 
-def _decord_pair(item):
+def _decord_decode(item):
     import decord
 
     path, plan = item
-    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
-    frames = decord.VideoReader(path, num_threads=1).get_batch(idx).asnumpy()
-    pos = {f: i for i, f in enumerate(idx)}
+    return decord.VideoReader(path, num_threads=1).get_batch(_union_frames(plan)).asnumpy()
+
+
+def _decord_pair(item):
+    path, plan = item
+    frames = _decord_decode(item)
+    pos = {f: i for i, f in enumerate(_union_frames(plan))}
     return tuple(_numpy_view(frames[[pos[i] for i in plan[v]["indices"]]], plan[v]) for v in ("view1", "view2"))
 
 
@@ -181,8 +190,7 @@ def run_decord(paths, num_threads, num_pairs):
 
 def _decode_pair(item):
     path, plan = item
-    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
-    return _C.VideoReader(path).get_frames(idx, None, None)
+    return _C.VideoReader(path).get_frames(_union_frames(plan), None, None)
 
 
 def run_decode_only(paths, num_threads, num_pairs):
@@ -203,8 +211,7 @@ def run_decode_only_jpeg(tfrecord, num_threads, num_pairs):
             f.seek(off)
             frames, _, _ = _C.parse_video_record(f.read(length))
         plan = sample_params(len(frames), 256, 256, 0, index=i, config=AugmentConfig(target_fps=None))
-        idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
-        return cvrl_fast.decode_jpeg_frames([frames[j] for j in idx])
+        return cvrl_fast.decode_jpeg_frames([frames[j] for j in _union_frames(plan)])
 
     return _pool_rate(work, items, num_threads)
 
@@ -349,20 +356,13 @@ def dct_scaling_table(num_pairs: int, rounds: int) -> None:
     print(f"speed-up: {b[0] / a[0]:.2f}x wall, {b[1] / a[1]:.2f}x CPU")
 
 
-def _decord_decode(item):
-    import decord
-
-    path, plan = item
-    idx = sorted(set(plan["view1"]["indices"] + plan["view2"]["indices"]))
-    return decord.VideoReader(path, num_threads=1).get_batch(idx).asnumpy()
-
-
 def _pyav_decode(item):
     """PyAV the usual way: decode from the start, convert the wanted frames to RGB."""
     import av
 
     path, plan = item
-    want = set(plan["view1"]["indices"] + plan["view2"]["indices"])
+    want = set(_union_frames(plan))
+    last = max(want)
     out = []
     with av.open(path) as container:
         stream = container.streams.video[0]
@@ -370,7 +370,7 @@ def _pyav_decode(item):
         for i, frame in enumerate(container.decode(stream)):
             if i in want:
                 out.append(frame.to_ndarray(format="rgb24"))
-            if i >= max(want):
+            if i >= last:
                 break
     return out
 
