@@ -148,6 +148,36 @@ def test_blur_matches_tf_zero_padding(sigma):
     _check(FRAMES, _plain(CROP, blur=True, blur_sigma=sigma), CFG)
 
 
+def _point_blur(sigma):
+    """A single white pixel blurred at the spec's size (224, 23 taps), unrounded: tap j's weight shows at
+    column 112 + j of row 112."""
+    frames = np.zeros((1, 224, 224, 3), np.uint8)
+    frames[0, 112, 112] = 255
+    return apply_view(frames, _plain((0, 0, 224, 224), blur=True, blur_sigma=sigma),
+                      AugmentConfig(num_frames=1, parity=False), float_output=True)
+
+
+def test_blur_flushes_denormals_like_tf():
+    """TF runs its kernels with denormals flushed to zero, so at sigma 0.5 the reference's taps from 7 on
+    (exp(-98) = 2.7e-43) are 0; ours must be too (and on Intel CPUs a denormal costs a microcode assist
+    per op: the sigma-0.5 blur ran 10x slower before the flush)."""
+    out = _point_blur(0.5)
+    tiny = np.finfo(np.float32).tiny
+    assert not np.any((out > 0) & (out < tiny)), "denormal values in the blur output"
+    row = out[0, 112, 112:124, 0]
+    assert row[6] > 0 and np.all(row[7:] == 0), row  # tap 6 (5e-32) is a normal float and stays
+    k = np.exp(-np.arange(12, dtype=np.float32) ** 2 / np.float32(2 * 0.5 ** 2))
+    ref = tf.exp(-tf.square(tf.range(0, 12, dtype=tf.float32)) / (2.0 * 0.5 ** 2)).numpy()
+    assert np.all(ref[7:] == 0) and 0 < k[7] < tiny  # tap 7: TF's exp flushes it, NumPy's (no flush) does not
+
+
+def test_blur_flushes_denormals_only_inside_the_call():
+    """The flush is scoped to one clip: the calling thread's float mode is restored (NumPy in the same
+    thread still produces denormals afterwards)."""
+    _point_blur(0.5)
+    assert np.float32(1e-38) / np.float32(10) > 0
+
+
 def test_blur_darkens_borders():
     frames = np.full((1, 50, 50, 3), 200, np.uint8)
     out = apply_view(frames, _plain((0, 0, 50, 50), blur=True, blur_sigma=2.0), AugmentConfig(num_frames=1,
