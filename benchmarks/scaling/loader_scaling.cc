@@ -247,6 +247,7 @@ void run_augment_ops(int repeats) {
   add("+blur sigma 0.1", [](cvrl::ViewParams& p) { p.blur = true, p.blur_sigma = 0.1f; });
   add("+solarize", [](cvrl::ViewParams& p) { p.solarize = true; });
   std::printf("# op\tms_per_clip (best of %d; 16 frames, 320x240 window -> 224x224)\n", repeats);
+  for (const Case& c : cases) cvrl::augment_clip(clip, c.p, s, out.data(), nullptr);  // warm caches and clocks
   for (const Case& c : cases) {
     double best = 1e30;
     for (int r = 0; r < repeats; ++r) {
