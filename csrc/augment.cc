@@ -421,8 +421,14 @@ void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSett
   auto finish_frame = [&](float* f, int t) {
     float *r = f, *g = f + plane, *b = f + 2 * plane;
     if (p.grayscale) grayscale(r, g, b, plane);
-    if (p.blur)
+    if (p.blur && p.grayscale) {
+      // r = g = b after grayscale: blur one plane and copy it (the same bits, a third of the work).
+      blur_plane(r, S, S, kernel, blur_tmp, blur_pad);
+      std::copy(r, r + plane, g);
+      std::copy(r, r + plane, b);
+    } else if (p.blur) {
       for (int c = 0; c < 3; ++c) blur_plane(f + c * plane, S, S, kernel, blur_tmp, blur_pad);
+    }
     if (p.solarize) solarize(f, frame_values);
     if (out_u8 != nullptr) {
       quantize(f, frame_values, quant);

@@ -148,6 +148,16 @@ def test_blur_matches_tf_zero_padding(sigma):
     _check(FRAMES, _plain(CROP, blur=True, blur_sigma=sigma), CFG)
 
 
+@pytest.mark.parametrize("sigma", [0.5, 2.0])
+def test_grayscale_then_blur_matches_tf(sigma):
+    """Grayscale leaves r = g = b, so the blur runs on one plane and copies it: same result as TF's three."""
+    cfg = AugmentConfig(num_frames=2)
+    frames = _frames(2, 256, 340, seed=4)
+    p = _plain((20, 10, 300, 230), grayscale=True, blur=True, blur_sigma=sigma, solarize=True)
+    out = _check(frames, p, cfg)
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
 def _point_blur(sigma):
     """A single white pixel blurred at the spec's size (224, 23 taps), unrounded: tap j's weight shows at
     column 112 + j of row 112."""

@@ -245,6 +245,7 @@ void run_augment_ops(int repeats) {
   add("+blur sigma 1", [](cvrl::ViewParams& p) { p.blur = true, p.blur_sigma = 1.f; });
   add("+blur sigma 0.5", [](cvrl::ViewParams& p) { p.blur = true, p.blur_sigma = 0.5f; });
   add("+blur sigma 0.1", [](cvrl::ViewParams& p) { p.blur = true, p.blur_sigma = 0.1f; });
+  add("+grayscale+blur sigma 2", [](cvrl::ViewParams& p) { p.grayscale = true, p.blur = true, p.blur_sigma = 2.f; });
   add("+solarize", [](cvrl::ViewParams& p) { p.solarize = true; });
   std::printf("# op\tms_per_clip (best of %d; 16 frames, 320x240 window -> 224x224)\n", repeats);
   for (const Case& c : cases) cvrl::augment_clip(clip, c.p, s, out.data(), nullptr);  // warm caches and clocks
