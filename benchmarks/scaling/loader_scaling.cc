@@ -12,8 +12,8 @@
 // time of all threads, getrusage), and for `pairs` the share of worker time in decode vs augment.
 //   pairs:  PairLoader, batch --batch, prefetch max(2, ceil(3 x threads / batch)) batches; the first
 //           ceil(threads / batch) + 1 batches are a warm-up and are not timed.
-//   decode: `threads` workers, each decodes the frames a pair needs (union of both clips, full frame,
-//           RGB24) for samples t, t + threads, ...: VideoReader::get_frames, or decode_jpeg_frames.
+//   decode: `threads` workers decode the frames each pair needs (union of both clips, full frame, RGB24),
+//           taking samples one at a time: VideoReader::get_frames, or decode_jpeg_frames.
 //   augment: one thread, no files: the cost of each augmentation op on a synthetic clip.
 #include <sys/resource.h>
 
@@ -127,23 +127,25 @@ size_t decode_sample(const cvrl::SourceRef& src, const cvrl::AugmentSettings& s,
 
 void run_decode(const std::vector<cvrl::SourceRef>& sources, const cvrl::AugmentSettings& s, int threads,
                 int64_t num_pairs, uint64_t seed, const std::string& label) {
-  auto work = [&](int64_t begin, int64_t end, std::atomic<size_t>& bytes, std::exception_ptr& error) {
-    try {
-      std::vector<uint8_t> buf;
-      for (int64_t k = begin; k < end; k += threads) {
-        const cvrl::SourceRef& src = sources[static_cast<size_t>(k) % sources.size()];
-        bytes += decode_sample(src, s, seed, static_cast<uint64_t>(k), buf);
-      }
-    } catch (...) {
-      error = std::current_exception();
-    }
-  };
+  // Samples [first, first + count) are handed out one at a time, so no worker idles while others still
+  // have a fixed share to finish (samples differ in cost: keyframe distance, frame size).
   auto pass = [&](int64_t first, int64_t count) {
+    std::atomic<int64_t> next{first};
     std::atomic<size_t> bytes{0};
     std::vector<std::exception_ptr> errors(static_cast<size_t>(threads));
+    auto work = [&](std::exception_ptr& error) {
+      try {
+        std::vector<uint8_t> buf;
+        for (int64_t k = next++; k < first + count; k = next++) {
+          const cvrl::SourceRef& src = sources[static_cast<size_t>(k) % sources.size()];
+          bytes += decode_sample(src, s, seed, static_cast<uint64_t>(k), buf);
+        }
+      } catch (...) {
+        error = std::current_exception();
+      }
+    };
     std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-      pool.emplace_back(work, first + t, first + count, std::ref(bytes), std::ref(errors[static_cast<size_t>(t)]));
+    for (int t = 0; t < threads; ++t) pool.emplace_back(work, std::ref(errors[static_cast<size_t>(t)]));
     for (auto& th : pool) th.join();
     for (auto& e : errors)
       if (e) std::rethrow_exception(e);
