@@ -54,6 +54,20 @@ std::string SourceRef::name() const {
   return path;
 }
 
+PairPlan plan_pair(const std::vector<double>& pts, bool fixed_rate, int height, int width,
+                   const AugmentSettings& settings, uint64_t seed, uint64_t epoch, uint64_t sample_key) {
+  PairPlan plan;
+  plan.frame_of_index = fixed_rate_frame_map(pts, fixed_rate ? settings.target_fps : 0.0);  // <= 0: identity
+  plan.params = sample_pair_params(static_cast<int64_t>(plan.frame_of_index.size()), height, width, settings, seed,
+                                   epoch, sample_key);
+  std::vector<int64_t>& unique = plan.unique_frames;
+  for (const auto& clip : plan.params.clips.indices)
+    for (int64_t index : clip) unique.push_back(plan.frame_of_index[static_cast<size_t>(index)]);
+  std::sort(unique.begin(), unique.end());
+  unique.erase(std::unique(unique.begin(), unique.end()), unique.end());
+  return plan;
+}
+
 // ---------------------------------------------------------------------------------------------
 // PairMaker
 
@@ -83,32 +97,20 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
                            const PairOutput& out) {
   const auto t0 = Clock::now();
   std::optional<NvtxRange> decode_range(std::in_place, "decode");
-  PairParams params;
-  std::vector<int64_t> frame_of_index;  // index space -> stored frame
-  std::vector<int64_t> unique_frames;   // sorted stored frames both clips need
-  Box window;                           // union of `boxes`, in decoded pixels
-  Box boxes[2];                         // the views' crop boxes, in decoded pixels
+  PairPlan plan;
+  Box window;    // union of `boxes`, in decoded pixels
+  Box boxes[2];  // the views' crop boxes, in decoded pixels
   // Draws the pair, then the decoded-pixel boxes: scaled down by the returned IDCT factor (1, 2, 4, 8)
   // when `may_scale` (JPEG frames with jpeg_dct_scaling). Sizes frames_ for the union window.
-  auto plan = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width, bool may_scale) {
-    if (fixed_rate && settings_.target_fps > 0.0) {
-      frame_of_index = fixed_rate_frame_map(pts, settings_.target_fps);
-    } else {
-      frame_of_index.resize(pts.size());
-      for (size_t i = 0; i < pts.size(); ++i) frame_of_index[i] = static_cast<int64_t>(i);
-    }
-    params = sample_pair_params(static_cast<int64_t>(frame_of_index.size()), height, width, settings_, seed, epoch,
-                                sample_key);
-    const int denom = may_scale ? dct_scale_denom(params, settings_.crop_size) : 1;
+  auto draw = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width, bool may_scale) {
+    plan = plan_pair(pts, fixed_rate, height, width, settings_, seed, epoch, sample_key);
+    const int denom = may_scale ? dct_scale_denom(plan.params, settings_.crop_size) : 1;
     for (int v = 0; v < 2; ++v) {
-      boxes[v] = denom > 1 ? scale_box(params.views[v].crop, denom, height, width) : params.views[v].crop;
+      const Box& crop = plan.params.views[v].crop;
+      boxes[v] = denom > 1 ? scale_box(crop, denom, height, width) : crop;
     }
     window = union_box(boxes[0], boxes[1]);
-    for (int v = 0; v < 2; ++v)
-      for (int64_t index : params.clips.indices[v]) unique_frames.push_back(frame_of_index[static_cast<size_t>(index)]);
-    std::sort(unique_frames.begin(), unique_frames.end());
-    unique_frames.erase(std::unique(unique_frames.begin(), unique_frames.end()), unique_frames.end());
-    frames_.resize(unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
+    frames_.resize(plan.unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
     return denom;
   };
 
@@ -118,15 +120,12 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
     const VideoRecord record = parse_video_record(payload, source.name());
     int height = 0, width = 0;
     jpeg_frame_size(record.frames[0], "frame 0 of " + source.name(), &height, &width);
-    std::vector<double> pts(record.frames.size());
-    // Records written by our data prep carry their rate; reference records are taken as stored.
-    const bool timed = record.fps > 0.0;
-    for (size_t i = 0; i < pts.size(); ++i) pts[i] = timed ? static_cast<double>(i) / record.fps : static_cast<double>(i);
-    const int denom = plan(pts, timed, height, width, settings_.jpeg_dct_scaling);
+    // Only records that carry their rate are mapped onto the fixed-rate index space.
+    const int denom = draw(record_frame_times(record), record.fps > 0.0, height, width, settings_.jpeg_dct_scaling);
     const int64_t row_bytes = static_cast<int64_t>(window.width) * 3;
     const int64_t frame_bytes = row_bytes * window.height;
-    for (size_t k = 0; k < unique_frames.size(); ++k) {
-      const auto f = static_cast<size_t>(unique_frames[k]);
+    for (size_t k = 0; k < plan.unique_frames.size(); ++k) {
+      const auto f = static_cast<size_t>(plan.unique_frames[k]);
       int fh = 0, fw = 0;
       const std::string what = "frame " + std::to_string(f) + " of " + source.name();
       jpeg_frame_size(record.frames[f], what, &fh, &fw);
@@ -139,19 +138,19 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   } else {
     VideoReader reader = source.bytes.empty() ? VideoReader(source.path, 1) : VideoReader::from_bytes(source.bytes, 1);
     const VideoInfo& info = reader.info();
-    plan(reader.frame_pts_seconds(), true, info.height, info.width, false);
+    draw(reader.frame_pts_seconds(), true, info.height, info.width, false);
     // Only the union window of the two crop boxes is colour-converted, at native resolution.
-    reader.get_frames(unique_frames, frames_.data(), CropBox{window.x, window.y, window.width, window.height});
+    reader.get_frames(plan.unique_frames, frames_.data(), CropBox{window.x, window.y, window.width, window.height});
   }
   decode_range.reset();
   const auto t1 = Clock::now();
   decode_seconds += std::chrono::duration<double>(t1 - t0).count();
   {
     NvtxRange range("augment");
-    augment_views(params, boxes, frame_of_index, unique_frames, window, out);
+    augment_views(plan.params, boxes, plan.frame_of_index, plan.unique_frames, window, out);
   }
   augment_seconds += seconds_since(t1);
-  return params;
+  return plan.params;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,6 +37,17 @@ struct PairOutput {
   float* f32[2] = {nullptr, nullptr};
 };
 
+// What one sample draws before any pixel is decoded. pts: presentation times of the source's stored
+// frames; fixed_rate: map them onto the settings' fixed-rate index space (else the stored frames are
+// the index space). Pure function of its arguments, like sample_pair_params.
+struct PairPlan {
+  PairParams params;
+  std::vector<int64_t> frame_of_index;  // index space -> stored frame
+  std::vector<int64_t> unique_frames;   // the stored frames both clips need, sorted, each once
+};
+PairPlan plan_pair(const std::vector<double>& pts, bool fixed_rate, int height, int width,
+                   const AugmentSettings& settings, uint64_t seed, uint64_t epoch, uint64_t sample_key);
+
 // Decode + augment for one thread (not thread-safe; holds reusable buffers).
 class PairMaker {
  public:

@@ -182,6 +182,13 @@ void feature_float(Reader feature, std::vector<float>* out) {
 
 }  // namespace
 
+std::vector<double> record_frame_times(const VideoRecord& record) {
+  std::vector<double> times(record.frames.size());
+  for (size_t i = 0; i < times.size(); ++i)
+    times[i] = record.fps > 0.0 ? static_cast<double>(i) / record.fps : static_cast<double>(i);
+  return times;
+}
+
 uint32_t tfrecord_masked_crc(const char* data, size_t n) {
   const uint32_t crc = crc32c(data, n);
   return ((crc >> 15) | (crc << 17)) + 0xA282EAD8u;

@@ -29,6 +29,10 @@ struct VideoRecord {
   double fps = 0.0;                      // context 'video/fps' if present (written by our data prep)
 };
 
+// Presentation times of a record's stored frames: i / fps when the record carries its rate (records
+// written by our data prep), else i (reference records are taken as stored, one frame per index).
+std::vector<double> record_frame_times(const VideoRecord& record);
+
 // Parses a SequenceExample payload. Throws std::invalid_argument naming `what` on malformed data or
 // when 'image/encoded' is missing or empty.
 VideoRecord parse_video_record(std::string_view payload, const std::string& what);

@@ -81,45 +81,24 @@ std::vector<cvrl::SourceRef> resolve(const std::vector<std::string>& files) {
   return out;
 }
 
-// The sorted union of the stored frames both clips of sample `key` need (what PairMaker decodes).
-std::vector<int64_t> union_frames(const std::vector<double>& pts, bool fixed_rate, int height, int width,
-                                  const cvrl::AugmentSettings& s, uint64_t seed, uint64_t key) {
-  std::vector<int64_t> map;
-  if (fixed_rate && s.target_fps > 0.0) {
-    map = cvrl::fixed_rate_frame_map(pts, s.target_fps);
-  } else {
-    for (size_t i = 0; i < pts.size(); ++i) map.push_back(static_cast<int64_t>(i));
-  }
-  const cvrl::PairParams p =
-      cvrl::sample_pair_params(static_cast<int64_t>(map.size()), height, width, s, seed, 0, key);
-  std::vector<int64_t> frames;
-  for (int v = 0; v < 2; ++v)
-    for (int64_t i : p.clips.indices[v]) frames.push_back(map[static_cast<size_t>(i)]);
-  std::sort(frames.begin(), frames.end());
-  frames.erase(std::unique(frames.begin(), frames.end()), frames.end());
-  return frames;
-}
-
 // Full-frame decode of one sample's frames; returns the bytes produced (kept so nothing is optimised away).
 size_t decode_sample(const cvrl::SourceRef& src, const cvrl::AugmentSettings& s, uint64_t seed, uint64_t key,
                      std::vector<uint8_t>& buf) {
   if (src.record_offset >= 0) {
     const std::string payload = cvrl::read_tfrecord(src.path, cvrl::RecordRef{src.record_offset, src.record_length});
     const cvrl::VideoRecord rec = cvrl::parse_video_record(payload, src.name());
-    std::vector<double> pts(rec.frames.size());
-    const bool timed = rec.fps > 0.0;
-    for (size_t i = 0; i < pts.size(); ++i) pts[i] = timed ? static_cast<double>(i) / rec.fps : static_cast<double>(i);
     int h = 0, w = 0;
     cvrl::jpeg_frame_size(rec.frames[0], src.name(), &h, &w);
+    const cvrl::PairPlan plan = cvrl::plan_pair(cvrl::record_frame_times(rec), rec.fps > 0.0, h, w, s, seed, 0, key);
     std::vector<std::string_view> jpegs;
-    for (int64_t f : union_frames(pts, timed, h, w, s, seed, key)) jpegs.push_back(rec.frames[static_cast<size_t>(f)]);
+    for (int64_t f : plan.unique_frames) jpegs.push_back(rec.frames[static_cast<size_t>(f)]);
     buf = cvrl::decode_jpeg_frames(jpegs, &h, &w);
     return buf.size();
   }
   cvrl::VideoReader reader(src.path, 1);
   const cvrl::VideoInfo& info = reader.info();
   const std::vector<int64_t> frames =
-      union_frames(reader.frame_pts_seconds(), true, info.height, info.width, s, seed, key);
+      cvrl::plan_pair(reader.frame_pts_seconds(), true, info.height, info.width, s, seed, 0, key).unique_frames;
   buf.resize(frames.size() * static_cast<size_t>(info.height) * info.width * 3);
   reader.get_frames(frames, buf.data());
   return buf.size();
@@ -168,7 +147,6 @@ void run_pairs(const std::vector<cvrl::SourceRef>& sources, const cvrl::AugmentS
   o.seed = seed;
   o.num_threads = threads;
   o.prefetch_batches = std::max(2, (3 * threads + batch - 1) / batch);
-  o.log_skips = true;
   cvrl::PairLoader loader(sources, s, o);
   auto take = [&](int64_t batches) {
     for (int64_t b = 0; b < batches; ++b) {
