@@ -1,5 +1,5 @@
 // Applies one clip's augmentation parameters (sampling.h) to its frames: the reference's ops
-// (spec §2.2) in the reference's order, with TF's arithmetic, one draw for all frames.
+// (cvrl.md §2.2) in the reference's order, with TF's arithmetic, one draw for all frames.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // Decode only a window of a JPEG frame (libjpeg-turbo's jpeg_crop_scanline / jpeg_skip_scanlines).
-// The reference decodes every sampled JPEG at full size before cropping (spec §10 pitfall 8);
+// The reference decodes every sampled JPEG at full size before cropping (cvrl.md §10 pitfall 8);
 // the crop box depends only on the frame size, so we read the header, draw the box, and decode
 // just the rows and iMCU columns that cover it. The window's pixels are identical to a full decode
 // with TF's decode_jpeg defaults (fast integer IDCT, fancy upsampling), as the reference decodes.

@@ -1,6 +1,6 @@
-// CVRL two-clip temporal sampling (spec §1), crop-box sampling with
-// tf.image.sample_distorted_bounding_box semantics (spec §2.3), and the per-clip augmentation
-// parameter draw (spec §2.2). Parameters are sampled separately from pixels so they are cheap to
+// CVRL two-clip temporal sampling (cvrl.md §1), crop-box sampling with
+// tf.image.sample_distorted_bounding_box semantics (cvrl.md §2.3), and the per-clip augmentation
+// parameter draw (cvrl.md §2.2). Parameters are sampled separately from pixels so they are cheap to
 // inspect and reusable by other backends; augment.h applies them.
 #pragma once
 
@@ -13,7 +13,7 @@
 
 namespace cvrl {
 
-// Every probability and range of the pipeline; defaults are the spec's (reference) values.
+// Every probability and range of the pipeline; defaults are the reference values (docs/cvrl.md §1-§2).
 struct AugmentSettings {
   int num_frames = 16;          // T
   int frame_stride = 2;         // s, in index-space frames
@@ -33,7 +33,7 @@ struct AugmentSettings {
   std::array<double, 2> blur_prob = {1.0, 0.1};      // view 1, view 2
   double blur_sigma_min = 0.1, blur_sigma_max = 2.0;
   std::array<double, 2> solarize_prob = {0.0, 0.2};  // view 1, view 2
-  // Parity mode truncates the resized crop to uint8 like the reference (spec §2.3).
+  // Parity mode truncates the resized crop to uint8 like the reference (cvrl.md §2.3).
   bool truncate_after_resize = true;
   // JPEG frames only, needs truncate_after_resize off (it changes pixels): decode the crop window at
   // 1/2, 1/4 or 1/8 scale in the IDCT when both views' boxes stay at least crop_size pixels on each side.
@@ -52,7 +52,7 @@ struct Box {
 
 enum JitterOp : int { kBrightness = 0, kContrast = 1, kSaturation = 2, kHue = 3 };
 
-// One parameter draw for one clip; applied identically to every frame (spec §2.1).
+// One parameter draw for one clip; applied identically to every frame (cvrl.md §2.1).
 struct ViewParams {
   Box crop;
   bool flip = false;
@@ -83,10 +83,10 @@ struct PairParams {
 // Δ = floor(M (1 - sqrt(1 - u))) in {0..M-1}: the closed-form inverse CDF of p(x) ∝ 1 - x/M.
 int64_t sample_interval(int64_t offset_range, CounterRng& rng);
 
-// Two clip starts, wrap-around indices and view-order shuffle (spec §1 steps 1-5).
+// Two clip starts, wrap-around indices and view-order shuffle (cvrl.md §1 steps 1-5).
 ClipPlan sample_clips(int64_t num_frames, int clip_frames, int frame_stride, CounterRng& rng);
 
-// sample_distorted_bounding_box with the whole frame as the only object (spec §2.3); returns
+// sample_distorted_bounding_box with the whole frame as the only object (cvrl.md §2.3); returns
 // the full frame when every attempt fails.
 Box sample_crop_box(int height, int width, const AugmentSettings& s, CounterRng& rng);
 

@@ -1,4 +1,4 @@
-// Reference-format input (spec §7.1): TFRecord files of tf.train.SequenceExample, one video per
+// Reference-format input (cvrl.md §7.1): TFRecord files of tf.train.SequenceExample, one video per
 // record, feature_lists['image/encoded'] = one JPEG per frame, context['clip/label/index'] = labels.
 // A minimal protobuf wire-format reader: only the fields above are decoded, the rest is skipped.
 #pragma once

@@ -1,7 +1,7 @@
 """CVRL augmentation settings and the cheap, inspectable parameter draw.
 
 `AugmentConfig` holds every probability and range of the sampling and augmentation pipeline, with
-the reference's values as defaults (spec sections 1 and 2). `sample_params` returns the exact draw the
+the reference's values as defaults (docs/cvrl.md §1-§2). `sample_params` returns the exact draw the
 C++ loader makes for one sample, as plain Python values; `apply_view` applies one view's parameters to
 decoded frames (used by the tests against TensorFlow's ops and by other backends).
 """

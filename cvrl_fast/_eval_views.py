@@ -1,4 +1,4 @@
-"""Where evaluation clips and crops come from (spec §6.1). Pure index arithmetic, no decoding.
+"""Where evaluation clips and crops come from (cvrl.md §6.1). Pure index arithmetic, no decoding.
 
 Linear-eval training takes one clip of 32 frames at stride 2 (a 63-frame span); testing takes 30 views per
 video: 10 evenly spaced clips x 3 crops of 256x256 along the long side after a short-side-256 resize.

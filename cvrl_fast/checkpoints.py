@@ -1,10 +1,10 @@
-"""Official CVRL backbone checkpoints, both ways, through an explicit key map (spec §8).
+"""Official CVRL backbone checkpoints, both ways, through an explicit key map (cvrl.md §8).
 
 A released backbone is an object-based TF2 checkpoint with one root child `backbone`; its keys are
 
     backbone/layer_with_weights-{i}/<attr path>/.ATTRIBUTES/VARIABLE_VALUE
 
-(265 variables for R3D-50, listed in shared/reference/cvrl_r3d50_checkpoint_keys.tsv). A full training
+(265 variables for R3D-50, listed with their shapes in tests/data/cvrl_r3d50_checkpoint_keys.tsv). A full training
 checkpoint of the reference trainer stores the same tensors under `model/layer_with_weights-0/...`.
 We never rely on the Keras 3 object graph: every tensor is read by name and assigned to a layer found by
 its (predictable) name, and the loader asserts that every checkpoint variable in the chosen scope was
@@ -43,7 +43,7 @@ def key_map(backbone: "tf.keras.Model | None" = None, config: models.BackboneCon
     Relative keys omit the root prefix (`backbone/`) and the `/.ATTRIBUTES/VARIABLE_VALUE` suffix, e.g.
     `layer_with_weights-9/_temporal_conv/kernel` -> ("res4_block1_temporal_conv", "kernel").
     `layer_with_weights` counts weight-owning layers in model order: 0 stem conv, 1 stem BN, then one
-    index per block (spec §8). The released checkpoints are bottleneck R3D-50s; the basic-block depths
+    index per block (cvrl.md §8). The released checkpoints are bottleneck R3D-50s; the basic-block depths
     (18, 34) use the same scheme without `_expand_conv` and `_norm3`, which those blocks do not have.
     """
     cfg = config or models.BackboneConfig()

@@ -75,8 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True, help="checkpoints, TensorBoard logs and config.json go here")
     p.set_defaults(func=_cmd_pretrain)
     for name, finetuning, help_text in (
-            ("linear-eval", False, "linear evaluation of a frozen backbone, 30-view test (spec 6.1)"),
-            ("finetune", True, "fine-tune a backbone end to end with a dropout head (spec 6.2)")):
+            ("linear-eval", False, "linear evaluation of a frozen backbone, 30-view test (cvrl.md §6.1)"),
+            ("finetune", True, "fine-tune a backbone end to end with a dropout head (cvrl.md §6.2)")):
         p = sub.add_parser(name, help=help_text,
                            description="--config.KEY=VALUE overrides any config key; unknown keys are rejected")
         p.add_argument("--backbone", required=True, help="official-layout backbone checkpoint prefix")

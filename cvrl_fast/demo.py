@@ -38,9 +38,13 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
     """{tag: [(step, value), ...]} from the TensorBoard event files the trainer wrote."""
     import tensorflow as tf
 
+    from tensorflow.core.util import event_pb2
+
     out: dict[str, list[tuple[int, float]]] = {}
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        for event in tf.compat.v1.train.summary_iterator(path):
+        # An event file is a TFRecord file of Event protos (tf.compat.v1.train.summary_iterator is deprecated).
+        for raw in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(raw.numpy())
             for value in event.summary.value:
                 out.setdefault(value.tag, []).append((int(event.step), float(tf.make_ndarray(value.tensor))))
     return out

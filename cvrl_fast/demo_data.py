@@ -161,7 +161,9 @@ def make_dataset(out_dir: str | pathlib.Path, *, num_train: int = 160, num_val: 
             path = out / split / f"{split}_{i:04d}_{CLASSES[label]}.mp4"
             # One RNG per video: the dataset is the same whatever order the videos are written in.
             jobs.append((np.random.default_rng([split_seed, i]), label, path))
-            rows.append((str(path), label))
+            # Rows are relative to the list file's folder (how read_list_file reads them), so the list
+            # means the same videos from any working directory and after the folder is moved.
+            rows.append((path.relative_to(out).as_posix(), label))
         lists[split] = out / f"{split}.csv"
         with open(lists[split], "w", newline="") as f:
             csv.writer(f).writerows([("path", "label"), *rows])

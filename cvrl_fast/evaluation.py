@@ -1,9 +1,9 @@
-"""Linear evaluation, fine-tuning and feature extraction of CVRL backbones (spec §6).
+"""Linear evaluation, fine-tuning and feature extraction of CVRL backbones (cvrl.md §6).
 
 Reads top to bottom: sources and labels, clip input (train clip, 30 test views), features, the linear
 head, the 30-view test, fine-tuning, extraction, and the command-line entry points.
 
-Choices where the spec is silent (also in the README):
+Choices where the reference is silent (also in the README):
 - Test frames are resized to short side 256 in float (bilinear, half-pixel, no antialias) and rounded
   back to uint8 before the crops, to keep 320 frames per video in memory at 1 byte per value.
 - Linear evaluation computes backbone features of `train_views` augmented clips per training video and
@@ -118,7 +118,7 @@ def _read_list_file(path: str) -> tuple[list[str], list[int], list[str]]:
 # Clip input
 # ================================================================================================
 class IndexedVideo:
-    """A video in the fixed-rate index space (spec §7.2): index i is the frame shown at pts0 + i/fps."""
+    """A video in the fixed-rate index space (cvrl.md §7.2): index i is the frame shown at pts0 + i/fps."""
 
     def __init__(self, path: str, target_fps: float | None = 25.0):
         self.path = path
@@ -185,7 +185,7 @@ def _resize_bilinear(frames: np.ndarray, height: int, width: int, truncate: bool
 
 
 def train_clip(video: IndexedVideo | IndexedRecord, cfg, seed: int, epoch: int, index: int) -> np.ndarray:
-    """One linear-eval / fine-tune training clip (spec §6.1): uint8 [T, S, S, 3], a pure function of its seeds.
+    """One linear-eval / fine-tune training clip (cvrl.md §6.1): uint8 [T, S, S, 3], a pure function of its seeds.
 
     Start UniformInt over the valid range, the crop box drawn by TF's own
     `stateless_sample_distorted_bounding_box` (area [0.3, 1], aspect [0.5, 2], 100 attempts, whole-frame
@@ -212,7 +212,7 @@ def train_clip(video: IndexedVideo | IndexedRecord, cfg, seed: int, epoch: int, 
 
 
 def test_views(video: IndexedVideo | IndexedRecord, cfg) -> np.ndarray:
-    """The 30 test views (spec §6.1): uint8 [num_test_clips * 3, T, C, C, 3], clip-major."""
+    """The 30 test views (cvrl.md §6.1): uint8 [num_test_clips * 3, T, C, C, 3], clip-major."""
     starts = views.test_clip_starts(video.num_frames, cfg.num_test_clips, cfg.clip_frames, cfg.frame_stride)
     indices = np.concatenate([views.clip_indices(int(s), video.num_frames, cfg.clip_frames, cfg.frame_stride)
                               for s in starts])
@@ -295,7 +295,7 @@ def test_features(backbone, paths: Sequence[str], cfg, progress: Callable | None
 
 
 # ================================================================================================
-# Linear head (spec §3.3, §6.1): L2-normalised feature -> Dense, SGD momentum, warmup + cosine
+# Linear head (cvrl.md §3.3, §6.1): L2-normalised feature -> Dense, SGD momentum, warmup + cosine
 # ================================================================================================
 def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int, cfg):
     """Train Dense(num_classes) on L2-normalised features [V, N, D]; epoch e uses view e mod V.
@@ -305,7 +305,7 @@ def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int
     import keras
     import tensorflow as tf
 
-    from .schedules import WarmupCosine, scaled_learning_rate
+    from .schedules import WarmupCosine, scaled_learning_rate, warmup_steps_for
 
     num_views, n, dim = features.shape
     feats = _l2_normalize(features).astype(np.float32)
@@ -315,7 +315,7 @@ def train_linear_head(features: np.ndarray, labels: np.ndarray, num_classes: int
     batch = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps_for(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
     lr = scaled_learning_rate(cfg.learning_rate, batch, cfg.base_batch_size)
     keras.utils.set_random_seed(cfg.seed)
     dense = keras.layers.Dense(num_classes, name="classifier")
@@ -380,7 +380,7 @@ def linear_eval(backbone, train_paths, train_labels, val_paths, val_labels, num_
 
 
 # ================================================================================================
-# Fine-tuning (spec §6.2): backbone trainable, dropout head, SGD Nesterov, L2 on backbone conv kernels
+# Fine-tuning (cvrl.md §6.2): backbone trainable, dropout head, SGD Nesterov, L2 on backbone conv kernels
 # ================================================================================================
 def finetune(backbone, train_paths, train_labels, val_paths, val_labels, num_classes: int, cfg,
              progress: Callable | None = None) -> dict:
@@ -388,14 +388,14 @@ def finetune(backbone, train_paths, train_labels, val_paths, val_labels, num_cla
     import tensorflow as tf
 
     from .models import kernel_variables
-    from .schedules import WarmupCosine, scaled_learning_rate
+    from .schedules import WarmupCosine, scaled_learning_rate, warmup_steps_for
 
     keras.utils.set_random_seed(cfg.seed)
     n = len(train_paths)
     batch = min(cfg.batch_size, n)
     steps_per_epoch = math.ceil(n / batch)
     total = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+    warmup = warmup_steps_for(total, int(round(cfg.warmup_epochs * steps_per_epoch)))
     dropout = keras.layers.Dropout(cfg.dropout_rate)
     dense = keras.layers.Dense(num_classes, name="classifier")
     dense.build((None, backbone.output_shape[-1]))

@@ -1,4 +1,4 @@
-"""ImageNet inflation: an R3D-50 backbone from 2D ResNet-50 weights with the I3D rule (spec §9).
+"""ImageNet inflation: an R3D-50 backbone from 2D ResNet-50 weights with the I3D rule (cvrl.md §9).
 
 Each 2D kernel [kH, kW, Cin, Cout] becomes the 3D kernel [kT, kH, kW, Cin, Cout] by repeating it kT times
 along time and dividing by kT, so a clip that is constant in time gives the 2D network's activations

@@ -1,4 +1,4 @@
-"""CVRL contrastive loss (spec §4): NT-Xent with negatives from every replica, and weight decay.
+"""CVRL contrastive loss (cvrl.md §4): NT-Xent with negatives from every replica, and weight decay.
 
 `nt_xent_loss` works under any `tf.distribute` strategy (default, Mirrored, MultiWorkerMirrored, TPU):
 the embeddings of both views are all-gathered with a *differentiable* gather (`all_gather_with_grad`),
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-LARGE_NUM = 1e9  # subtracted from the self-similarity logit (spec §4)
+LARGE_NUM = 1e9  # subtracted from the self-similarity logit (cvrl.md §4)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ def all_gather_with_grad(x: tf.Tensor) -> tf.Tensor:
 
     Forward: every replica writes its rows into a zero [R*b, ...] tensor at offset r*b, and an all-reduce
     SUM assembles the gathered tensor (a plain all-reduce exists on every strategy, unlike a native
-    all-gather on some). Backward (spec §4): the upstream gradient of the gathered tensor is summed over
+    all-gather on some). Backward (cvrl.md §4): the upstream gradient of the gathered tensor is summed over
     all replicas and the local slice [r*b, (r+1)*b) is returned, because every replica's loss depends on
     this replica's rows.
     """
@@ -65,7 +65,7 @@ def all_gather_with_grad(x: tf.Tensor) -> tf.Tensor:
 # NT-Xent
 # ------------------------------------------------------------------------------------------------
 def nt_xent_loss(z1, z2, temperature: float = 0.1, return_metrics: bool = False):
-    """Summed two-direction NT-Xent of spec §4 for this replica's anchors.
+    """Summed two-direction NT-Xent of cvrl.md §4 for this replica's anchors.
 
     z1, z2: [b, D] projections of views 1 and 2 of the local videos (any float dtype; computed in float32).
     Returns the mean over the local anchors of l1_i + l2_i, where the candidates of each anchor are the
@@ -115,7 +115,7 @@ def nt_xent_loss(z1, z2, temperature: float = 0.1, return_metrics: bool = False)
 # Weight decay
 # ------------------------------------------------------------------------------------------------
 def weight_decay_loss(kernels, coefficient: float = 1e-6) -> tf.Tensor:
-    """coefficient * sum ||W||^2 / 2 over the given kernel variables (spec §4), in float32.
+    """coefficient * sum ||W||^2 / 2 over the given kernel variables (cvrl.md §4), in float32.
 
     Pass `cvrl_fast.models.kernel_variables(model)`: conv and dense kernels only, selected by layer type.
     """

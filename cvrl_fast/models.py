@@ -1,4 +1,4 @@
-"""CVRL networks in Keras 3: the R3D backbone (spec §3.1), the projection head (§3.2) and the
+"""CVRL networks in Keras 3: the R3D backbone (cvrl.md §3.1), the projection head (§3.2) and the
 linear-evaluation head (§3.3).
 
 Layer names are predictable so that the checkpoint key map (`cvrl_fast.checkpoints`) can address
@@ -9,7 +9,7 @@ every weight by name instead of relying on object-graph order:
     head_dense{k}, head_bn{k} (k = 1..num_hidden), head_out
 
 All convolutions use Keras' native 'same' padding, which on the TensorFlow backend *is* TF 'SAME'
-(extra pad at the end), as the released weights require (spec §3.1).
+(extra pad at the end), as the released weights require (cvrl.md §3.1).
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import keras
 from keras import layers
 
 # ------------------------------------------------------------------------------------------------
-# The stage table (spec §3.1). One row per stage: (name, base filters C, temporal kernel of conv a,
+# The stage table (cvrl.md §3.1). One row per stage: (name, base filters C, temporal kernel of conv a,
 # spatial stride of the first block). Block counts per depth are below; the block type decides the
 # output width (bottleneck: 4C, basic: C).
 STAGES = (
@@ -42,7 +42,7 @@ STEM_STRIDES = (2, 2, 2)
 POOL_SIZE = (1, 3, 3)
 POOL_STRIDES = (1, 2, 2)
 BOTTLENECK_EXPANSION = 4
-# R3D-50 1x: 31,672,128 trainable values + 53,120 BN moving statistics (spec §3.1).
+# R3D-50 1x: 31,672,128 trainable values + 53,120 BN moving statistics (cvrl.md §3.1).
 R3D50_NUM_PARAMS = 31_725_248
 PROJECTION_HEAD_NUM_PARAMS = 12_875_904
 PRETRAIN_MODEL_NUM_PARAMS = 44_601_152
@@ -55,8 +55,8 @@ class BackboneConfig:
     width_multiplier: float = 1.0
     bn_momentum: float = 0.9  # Keras convention: moving <- 0.9 * moving + 0.1 * batch
     bn_epsilon: float = 1e-5
-    bn_synchronized: bool = True  # sync BN across replicas (spec §5)
-    # Not the reference (spec §3.1 starts every gamma at 1): start each block's last BN at gamma 0, so
+    bn_synchronized: bool = True  # sync BN across replicas (cvrl.md §5)
+    # Not the reference (cvrl.md §3.1 starts every gamma at 1): start each block's last BN at gamma 0, so
     # every residual block begins as its shortcut (Goyal et al. 2017). Keeps gradients tame in short,
     # small-batch runs such as the demo; changes no shape or checkpoint key.
     zero_init_residual: bool = False
@@ -80,7 +80,7 @@ class BackboneConfig:
 
 
 def _conv(filters, kernel, strides, name):
-    # Keras VarianceScaling defaults = scale 1, fan_in, truncated normal (spec §3.1); no bias (BN follows).
+    # Keras VarianceScaling defaults = scale 1, fan_in, truncated normal (cvrl.md §3.1); no bias (BN follows).
     return layers.Conv3D(
         filters,
         kernel,
@@ -163,7 +163,7 @@ def build_backbone(config: BackboneConfig | None = None, *, num_frames=None, ima
     x = _conv(cfg.filters(STEM_FILTERS), STEM_KERNEL, STEM_STRIDES, "stem_conv")(inputs)
     x = _bn(cfg, "stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
-    # TF 'SAME' max-pool pads with -inf, i.e. padded cells never win (spec §3.1).
+    # TF 'SAME' max-pool pads with -inf, i.e. padded cells never win (cvrl.md §3.1).
     x = layers.MaxPooling3D(POOL_SIZE, POOL_STRIDES, padding="same", name="stem_pool")(x)
     block_fn = bottleneck_block if cfg.block_type == "bottleneck" else basic_block
     for (stage, base, kt, stride), n in zip(STAGES, cfg.blocks):
@@ -191,7 +191,7 @@ class HeadConfig:
 
 
 def build_projection_head(in_dim: int, config: HeadConfig | None = None, name="projection_head") -> keras.Model:
-    """3 x [Dense 2048 + bias -> BN(0.997) -> ReLU] -> Dense 128 (spec §3.2). Output float32."""
+    """3 x [Dense 2048 + bias -> BN(0.997) -> ReLU] -> Dense 128 (cvrl.md §3.2). Output float32."""
     cfg = config or HeadConfig()
     inputs = keras.Input(shape=(in_dim,), name="pooled")
     x = inputs
@@ -201,7 +201,7 @@ def build_projection_head(in_dim: int, config: HeadConfig | None = None, name="p
                                       synchronized=cfg.bn_synchronized, name=f"head_bn{k}")(x)
         x = layers.ReLU(name=f"head_relu{k}")(x)
     x = layers.Dense(cfg.output_dim, kernel_initializer="glorot_uniform", name="head_out")(x)
-    # The loss works in float32 whatever the compute dtype (spec §3.2).
+    # The loss works in float32 whatever the compute dtype (cvrl.md §3.2).
     x = layers.Activation("linear", dtype="float32", name="head_float32")(x)
     return keras.Model(inputs, x, name=name)
 
@@ -217,10 +217,10 @@ def build_pretrain_model(backbone: keras.Model, head_config: HeadConfig | None =
 
 
 def build_linear_classifier(backbone: keras.Model, num_classes: int, name="cvrl_linear") -> keras.Model:
-    """Frozen-backbone linear evaluation: pool -> L2 normalise -> Dense(num_classes) (spec §3.3).
+    """Frozen-backbone linear evaluation: pool -> L2 normalise -> Dense(num_classes) (cvrl.md §3.3).
 
     The caller calls the returned model with training=False for the backbone part (BN in inference
-    mode, spec §6.1); the backbone is marked non-trainable here so only the Dense layer trains.
+    mode, cvrl.md §6.1); the backbone is marked non-trainable here so only the Dense layer trains.
     """
     if num_classes < 1:
         raise ValueError(f"num_classes={num_classes}: must be >= 1")
@@ -246,7 +246,7 @@ def count_params(model: keras.Model) -> int:
 
 
 def kernel_variables(model: keras.Model) -> list:
-    """Every conv/dense kernel, selected by layer type (spec §4: weight decay on kernels only)."""
+    """Every conv/dense kernel, selected by layer type (cvrl.md §4: weight decay on kernels only)."""
     out = []
     for layer in model._flatten_layers(include_self=False, recursive=True):
         if isinstance(layer, (layers.Conv3D, layers.Conv2D, layers.Dense)):

@@ -1,7 +1,13 @@
-"""Learning-rate schedule (spec §5) and the optional LARS optimizer.
+"""Learning-rate schedule (cvrl.md §5) and the optional LARS optimizer.
 
-lr(t) = (t / W) * c(W) for t < W, c(t) otherwise, with c(t) = lr0/2 * (1 + cos(pi * min(t, D) / D)):
-the warmup ramps to c(W) (slightly below lr0) and the cosine runs over the whole run, warmup included.
+lr(t) = ((t + 1) / W) * c(W) for t < W, c(t) otherwise, with c(t) = lr0/2 * (1 + cos(pi * min(t, D) / D)),
+where t = 0, 1, ... counts the updates already made: the warmup ramps to c(W) (slightly below lr0) and the
+cosine runs over the whole run, warmup included. The ramp counts the update being made (the k-th warmup
+update gets k/W of c(W)), so the very first update has a learning rate above 0; the reference's ramp
+starts at exactly 0, which wastes the first update and, in a run no longer than its warmup, every update.
+
+Warmup never swallows the run: `warmup_steps_for` caps the warmup at a fifth of the run
+(MAX_WARMUP_FRACTION), so a short run still reaches its peak rate and decays from it.
 """
 from __future__ import annotations
 
@@ -15,32 +21,45 @@ REFERENCE_BATCH_SIZE = 1024
 
 def scaled_learning_rate(base_learning_rate: float, global_batch_size: int,
                          base_batch_size: int = REFERENCE_BATCH_SIZE, lr_replica_factor: float = 1.0) -> float:
-    """Linear scaling rule of spec §5: lr0 = base * (global batch / 1024) * lr_replica_factor."""
+    """Linear scaling rule of cvrl.md §5: lr0 = base * (global batch / 1024) * lr_replica_factor."""
     if global_batch_size < 1 or base_batch_size < 1:
         raise ValueError(f"global_batch_size={global_batch_size}, base_batch_size={base_batch_size}: must be >= 1")
     return base_learning_rate * global_batch_size / base_batch_size * lr_replica_factor
 
 
 def steps_for_epochs(epochs: float, num_videos: int, global_batch_size: int) -> int:
-    """round(epochs * num_videos / global_batch_size), the reference's step count (spec §5)."""
+    """round(epochs * num_videos / global_batch_size), the reference's step count (cvrl.md §5)."""
     if num_videos < 1 or global_batch_size < 1:
         raise ValueError(f"num_videos={num_videos}, global_batch_size={global_batch_size}: must be >= 1")
     return int(round(epochs * num_videos / global_batch_size))
 
 
+MAX_WARMUP_FRACTION = 0.2
+
+
+def warmup_steps_for(total_steps: int, requested_steps: int) -> int:
+    """The warmup a run of `total_steps` gets: the requested length, at most a fifth of the run."""
+    if total_steps < 1:
+        raise ValueError(f"total_steps={total_steps}: must be >= 1")
+    if requested_steps < 0:
+        raise ValueError(f"warmup steps={requested_steps}: must be >= 0")
+    return int(min(requested_steps, math.floor(MAX_WARMUP_FRACTION * total_steps)))
+
+
 def warmup_cosine_lr(step: float, lr0: float, total_steps: int, warmup_steps: int) -> float:
     """Plain-Python form of the schedule (logging, tests)."""
-    def cosine(t):
-        return 0.5 * lr0 * (1.0 + math.cos(math.pi * min(t, total_steps) / total_steps))
+    def cosine(t):  # lr0/2 (1 + cos(pi x)) written as lr0 cos^2(pi x / 2), see WarmupCosine._cosine
+        return lr0 * math.cos(0.5 * math.pi * min(t, total_steps) / total_steps) ** 2
 
     if step < warmup_steps:
-        return step / warmup_steps * cosine(warmup_steps)
+        return (step + 1) / warmup_steps * cosine(warmup_steps)
     return cosine(step)
 
 
 @keras.saving.register_keras_serializable(package="cvrl_fast")
 class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
-    """Linear warmup to c(W), cosine decay to 0 at `total_steps` (spec §5, exact formula)."""
+    """Linear warmup to c(W), cosine decay to 0 at `total_steps` (cvrl.md §5; the ramp counts the update
+    being made, see the module docstring)."""
 
     def __init__(self, learning_rate: float, total_steps: int, warmup_steps: int):
         if total_steps < 1:
@@ -52,15 +71,17 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         self.warmup_steps = int(warmup_steps)
 
     def _cosine(self, t):
+        # lr0/2 (1 + cos(pi x)) = lr0 cos^2(pi x / 2): the same value, but in float32 1 + cos(pi x) rounds
+        # to 0 for the last few steps of a long run, while cos^2 stays above 0 until x = 1.
         d = tf.constant(float(self.total_steps), tf.float32)
-        return 0.5 * self.learning_rate * (1.0 + tf.cos(math.pi * tf.minimum(t, d) / d))
+        return self.learning_rate * tf.square(tf.cos(0.5 * math.pi * tf.minimum(t, d) / d))
 
     def __call__(self, step):
         t = tf.cast(step, tf.float32)
         if self.warmup_steps == 0:
             return self._cosine(t)
         w = tf.constant(float(self.warmup_steps), tf.float32)
-        return tf.where(t < w, t / w * self._cosine(w), self._cosine(t))
+        return tf.where(t < w, (t + 1.0) / w * self._cosine(w), self._cosine(t))
 
     def get_config(self):
         return {"learning_rate": self.learning_rate, "total_steps": self.total_steps,
@@ -73,7 +94,7 @@ class LARS(keras.optimizers.Optimizer):
 
     v <- m * v - lr * trust * g ; w <- w + v, with trust = eta * ||w|| / ||g|| for variables whose
     path does not match `exclude_from_adaptation` (biases and BN parameters by default), else 1.
-    Weight decay stays in the loss (spec §4), so it is not applied here.
+    Weight decay stays in the loss (cvrl.md §4), so it is not applied here.
     """
 
     def __init__(self, learning_rate=0.01, momentum=0.9, eta=0.001,

@@ -1,4 +1,4 @@
-"""Data preparation: write the reference's TFRecord format (spec §7.1) from raw videos.
+"""Data preparation: write the reference's TFRecord format (cvrl.md §7.1) from raw videos.
 
 One `tf.train.SequenceExample` per video: feature_lists['image/encoded'] holds one JPEG per frame
 (every frame of the fixed-rate index space, in order), context['clip/label/index'] the labels.

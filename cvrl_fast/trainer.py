@@ -1,4 +1,4 @@
-"""CVRL pretraining, in one readable module (spec §3-§5, §8).
+"""CVRL pretraining, in one readable module (cvrl.md §3-§5, §8).
 
 Read it top to bottom; each banner is one concern:
 
@@ -11,7 +11,7 @@ Read it top to bottom; each banner is one concern:
 
 Entry point: `train(config, workdir) -> TrainResult`; the CLI is `cvrl-fast pretrain`.
 
-Distributed semantics (spec §5, cvrl_fast rule): every replica computes the loss of its local anchors
+Distributed semantics (cvrl.md §5, cvrl_fast rule): every replica computes the loss of its local anchors
 against the negatives of *all* replicas, scales it by 1/R, and the optimizer sums gradients over replicas,
 so the update is the gradient of the global-batch mean L, whatever the replica count.
 """
@@ -33,7 +33,7 @@ from . import models
 from .checkpoints import load_official_backbone, save_official_backbone  # noqa: F401  (re-exported)
 from .configs import Config, load_config  # noqa: F401  (re-exported)
 from .losses import nt_xent_loss, weight_decay_loss  # noqa: F401  (re-exported)
-from .schedules import LARS, WarmupCosine, scaled_learning_rate, steps_for_epochs
+from .schedules import LARS, WarmupCosine, scaled_learning_rate, steps_for_epochs, warmup_steps_for
 
 __all__ = ["train", "TrainResult", "nt_xent_loss", "load_official_backbone", "save_official_backbone",
            "make_strategy", "build_model", "make_train_step", "synthetic_pretrain_dataset"]
@@ -229,8 +229,8 @@ def schedule_steps(cfg: Config) -> tuple[int, int]:
     per_epoch = cfg.data.num_train_videos / cfg.train.global_batch_size
     total = cfg.train.total_steps or steps_for_epochs(cfg.train.epochs, cfg.data.num_train_videos,
                                                       cfg.train.global_batch_size)
-    warmup = min(int(round(cfg.train.warmup_epochs * per_epoch)), total)
-    return int(total), int(warmup)
+    warmup = warmup_steps_for(int(total), int(round(cfg.train.warmup_epochs * per_epoch)))
+    return int(total), warmup
 
 
 def build_optimizer(cfg: Config, total_steps: int, warmup_steps: int):

@@ -1,4 +1,4 @@
-"""Every augmentation op against TensorFlow's own ops on the same parameters (spec §2.2/§2.3).
+"""Every augmentation op against TensorFlow's own ops on the same parameters (cvrl.md §2.2/§2.3).
 
 The C++ pipeline must match the reference's TF arithmetic to max |diff| <= 1/255 after rounding.
 """
@@ -159,7 +159,7 @@ def test_grayscale_then_blur_matches_tf(sigma):
 
 
 def _point_blur(sigma):
-    """A single white pixel blurred at the spec's size (224, 23 taps), unrounded: tap j's weight shows at
+    """A single white pixel blurred at the reference size (224, 23 taps), unrounded: tap j's weight shows at
     column 112 + j of row 112."""
     frames = np.zeros((1, 224, 224, 3), np.uint8)
     frames[0, 112, 112] = 255

@@ -1,4 +1,4 @@
-"""Official CVRL backbone checkpoints (spec §8): explicit key map, both prefixes, round trip, strict checks."""
+"""Official CVRL backbone checkpoints (cvrl.md §8): explicit key map, both prefixes, round trip, strict checks."""
 import os
 
 import numpy as np
@@ -8,10 +8,8 @@ tf = pytest.importorskip("tensorflow")
 
 from cvrl_fast import checkpoints, models, trainer  # noqa: E402
 
-# shared/ sits beside the checkout (CI lays a copy there); /work/shared is the developers' location.
-MANIFEST = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference", "cvrl_r3d50_checkpoint_keys.tsv")
-if not os.path.exists(MANIFEST):
-    MANIFEST = "/work/shared/reference/cvrl_r3d50_checkpoint_keys.tsv"
+# The 265 variable keys and shapes of the released R3D-50 backbones, kept in the repository (cvrl.md §8).
+MANIFEST = os.path.join(os.path.dirname(__file__), "data", "cvrl_r3d50_checkpoint_keys.tsv")
 SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 TINY = models.BackboneConfig(width_multiplier=0.0625)
 
@@ -29,13 +27,13 @@ def read_manifest():
 
 @pytest.fixture(scope="module")
 def manifest():
-    if not os.path.exists(MANIFEST):
-        pytest.skip(f"{MANIFEST} not available")
-    return read_manifest()
+    keys = read_manifest()
+    assert len(keys) == 265
+    return keys
 
 
 def expected_layer(rel_key):
-    """Independent statement of spec §8's index table: 0 stem conv, 1 stem BN, 2-4 res2, 5-8 res3,
+    """Independent statement of cvrl.md §8's index table: 0 stem conv, 1 stem BN, 2-4 res2, 5-8 res3,
     9-14 res4, 15-17 res5; attribute `_normK`/`_xxx_conv` -> our `{block}_normK`/`{block}_xxx_conv`."""
     parts = rel_key.split("/")
     index = int(parts[0].split("-")[1])

@@ -1,11 +1,13 @@
 """The demo dataset: classes are defined by motion, not by colour."""
 import csv
+import os
 import pathlib
 
 import numpy as np
 import pytest
 
 from cvrl_fast import demo_data
+from cvrl_fast._loader import read_list_file
 
 
 def _render(n_per_class=12, seed=0, look_pool=0):
@@ -64,14 +66,38 @@ def test_render_video_is_deterministic():
 
 def test_make_dataset_writes_balanced_lists(tmp_path):
     lists = demo_data.make_dataset(tmp_path, num_train=8, num_val=4, size=32, num_frames=12)
-    import csv
-
-    rows = list(csv.reader(open(lists["train"])))[1:]
-    assert [int(r[1]) for r in rows] == [0, 1, 2, 3] * 2
+    rows = read_list_file(str(lists["train"]))
+    assert [int(fields[0]) for _, _, fields in rows] == [0, 1, 2, 3] * 2
     from cvrl_fast import VideoReader
 
-    r = VideoReader(rows[0][0])
+    r = VideoReader(rows[0][1])
     assert (r.num_frames, r.width, r.height, r.codec) == (12, 32, 32, "h264")
+
+
+def test_lists_mean_the_same_videos_from_any_cwd(tmp_path, monkeypatch):
+    """A list written with a relative output folder from one directory names the same files when read
+    from another directory (rows are relative to the list file, as read_list_file reads them)."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    monkeypatch.chdir(tmp_path / "a")
+    lists = demo_data.make_dataset("work/data", num_train=4, num_val=0, size=32, num_frames=8)
+    raw = [r for r in csv.reader(open(lists["train"]))][1:]
+    assert all(not os.path.isabs(p) and p.startswith("train/") for p, _ in raw)
+    monkeypatch.chdir(tmp_path / "b")
+    rows = read_list_file(str(tmp_path / "a" / "work" / "data" / "train.csv"))
+    assert [p for _, p, _ in rows] == [str(tmp_path / "a" / "work" / "data" / p) for p, _ in raw]
+    assert all(os.path.isfile(p) for _, p, _ in rows)
+
+
+def test_lists_mean_the_same_videos_from_any_cwd_fails_for_cwd_relative_rows(tmp_path, monkeypatch):
+    """The old bug, stated as what read_list_file does with a row relative to the cwd: the list's own
+    folder is prefixed again and the file is not found."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work" / "data").mkdir(parents=True)
+    (tmp_path / "work" / "data" / "v.mp4").write_bytes(b"")
+    (tmp_path / "work" / "data" / "train.csv").write_text("path,label\nwork/data/v.mp4,0\n")
+    [(_, path, _)] = read_list_file("work/data/train.csv")
+    assert path == str(tmp_path / "work" / "data" / "work" / "data" / "v.mp4") and not os.path.exists(path)
 
 
 def test_make_dataset_fails_without_ffmpeg(tmp_path, monkeypatch):
@@ -141,7 +167,7 @@ def test_look_pool_videos_differ_only_by_motion_fails_without_pool():
 
 def test_make_dataset_reuses_videos_of_the_same_recipe(tmp_path):
     lists = demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8)
-    first = pathlib.Path(list(csv.reader(open(lists["train"])))[1][0])
+    first = pathlib.Path(read_list_file(str(lists["train"]))[0][1])
     before = first.stat().st_mtime_ns
     demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8)
     assert first.stat().st_mtime_ns == before
@@ -150,7 +176,7 @@ def test_make_dataset_reuses_videos_of_the_same_recipe(tmp_path):
 def test_make_dataset_reuses_videos_of_the_same_recipe_fails_for_another_recipe(tmp_path):
     """Videos of another look_pool (or an unstamped, half-written run) are redrawn, not mixed in."""
     lists = demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=0)
-    first = pathlib.Path(list(csv.reader(open(lists["train"])))[1][0])
+    first = pathlib.Path(read_list_file(str(lists["train"]))[0][1])
     old = first.read_bytes()
     demo_data.make_dataset(tmp_path, num_train=4, num_val=0, size=32, num_frames=8, look_pool=1)
     assert first.read_bytes() != old

@@ -1,4 +1,4 @@
-"""Linear evaluation, 30-view test input, extraction and label sources (spec §6)."""
+"""Linear evaluation, 30-view test input, extraction and label sources (cvrl.md §6)."""
 import csv
 import types
 

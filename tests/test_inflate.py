@@ -92,7 +92,7 @@ def test_load_keras_resnet50_fails(tmp_path):
 
 def test_layer_pairs_cover_every_backbone_weight():
     pairs = inflate.layer_pairs()
-    assert len(pairs) == 53  # the spec's 53 conv kernels, each with its BN
+    assert len(pairs) == 53  # the 53 conv kernels of docs/cvrl.md §3.1, each with its BN
     backbone = models.build_backbone()
     mapped = {p[2] for p in pairs} | {p[3] for p in pairs}
     weighted = {l.name for l in backbone.layers if l.weights}

@@ -1,4 +1,4 @@
-"""NT-Xent (spec §4) against a NumPy reference, the differentiable cross-replica gather, weight decay."""
+"""NT-Xent (cvrl.md §4) against a NumPy reference, the differentiable cross-replica gather, weight decay."""
 import json
 import os
 import subprocess
@@ -48,7 +48,7 @@ def test_nt_xent_uninformative_value():
     z = tf.ones([n, 128])
     got = float(losses.nt_xent_loss(z, z, 0.1))
     np.testing.assert_allclose(got, 2 * np.log(2 * n - 1), rtol=1e-5)
-    assert abs(got - 15.25) < 0.01  # the spec's "about 15.2 at N = 1024"
+    assert abs(got - 15.25) < 0.01  # "about 15.2 at N = 1024" (docs/cvrl.md §4)
 
 
 def test_nt_xent_metrics():

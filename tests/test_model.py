@@ -1,4 +1,4 @@
-"""R3D backbone, projection and linear heads (spec §3): parameter counts, shapes, TF 'SAME' padding."""
+"""R3D backbone, projection and linear heads (cvrl.md §3): parameter counts, shapes, TF 'SAME' padding."""
 import numpy as np
 import pytest
 
@@ -65,7 +65,7 @@ def test_pretrain_model_param_count(r3d50):
     assert models.count_params(head) == models.PROJECTION_HEAD_NUM_PARAMS == 12_875_904
     assert model.output_shape == (None, 128)
     assert [layer.momentum for layer in head.layers if isinstance(layer, keras.layers.BatchNormalization)] == [0.997] * 3
-    # Weight decay applies to the 53 conv + 4 dense kernels only (spec §4).
+    # Weight decay applies to the 53 conv + 4 dense kernels only (cvrl.md §4).
     kernels = models.kernel_variables(model)
     assert len(kernels) == 57
     assert all(k.path.endswith("kernel") for k in kernels)
@@ -76,7 +76,7 @@ def _explicit_pad(x, pads):
 
 
 def test_same_padding_is_tf_same():
-    """Keras 'same' must pad like TF 'SAME' (extra pad at the end), as the spec's pads say:
+    """Keras 'same' must pad like TF 'SAME' (extra pad at the end), as the pads of docs/cvrl.md §3.1 say:
     stem (1,2) temporal / (2,3) spatial, max-pool (0,1), stride-2 3x3 conv (0,1)."""
     backbone = models.build_backbone(models.BackboneConfig(width_multiplier=0.125), num_frames=16, image_size=64)
     x = tf.random.stateless_uniform([1, 16, 64, 64, 3], seed=[1, 2])
@@ -178,7 +178,7 @@ def test_zero_init_residual_starts_blocks_as_their_shortcut():
 
 
 def test_zero_init_residual_starts_blocks_as_their_shortcut_fails_by_default():
-    """The reference initialisation (spec §3.1) keeps every gamma at 1: the residual branch is live."""
+    """The reference initialisation (cvrl.md §3.1) keeps every gamma at 1: the residual branch is live."""
     x = tf.random.stateless_uniform([1, 4, 32, 32, 3], seed=[1, 2])
     ref = models.build_backbone(models.BackboneConfig(depth=18, width_multiplier=0.0625), num_frames=4, image_size=32)
     inner = keras.Model(ref.input, [ref.get_layer("res2_block1_out").output, ref.get_layer("res2_block2_out").output])

@@ -1,4 +1,4 @@
-"""Temporal sampling (spec §1), crop boxes (spec §2.3), parameter draws and the fixed-rate index space."""
+"""Temporal sampling (cvrl.md §1), crop boxes (cvrl.md §2.3), parameter draws and the fixed-rate index space."""
 import numpy as np
 import pytest
 from scipy import stats
@@ -30,7 +30,7 @@ def test_interval_distribution_matches_spec_pmf():
     exp_p[-1] += acc_e
     _, p_value = stats.chisquare(obs_p, exp_p)
     assert p_value > 1e-4
-    assert abs(draws.mean() - 72.83) < 0.3  # spec: (2M-1)(M-1)/(6M) = 72.83 at M = 220
+    assert abs(draws.mean() - 72.83) < 0.3  # cvrl.md §1: (2M-1)(M-1)/(6M) = 72.83 at M = 220
     fifths = np.array([np.mean((draws >= i * m / 5) & (draws < (i + 1) * m / 5)) for i in range(5)])
     np.testing.assert_allclose(fifths, [0.36, 0.28, 0.20, 0.12, 0.04], atol=0.005)
 

@@ -1,4 +1,4 @@
-"""Trainer (spec §5): schedule, configs, CLI, precision and XLA switches, TensorBoard, exact resume after
+"""Trainer (cvrl.md §5): schedule, configs, CLI, precision and XLA switches, TensorBoard, exact resume after
 SIGTERM / a kill, multi-worker on 127.0.0.1. Everything runs the tiny CPU config."""
 import glob
 import json
@@ -26,19 +26,42 @@ RUN_OVERRIDES = [f"train.total_steps={TOTAL_STEPS}", "runtime.deterministic=true
 
 
 # ------------------------------------------------------------------------------------------------
-# schedule (spec §5 check values)
+# schedule (cvrl.md §5 check values)
 # ------------------------------------------------------------------------------------------------
 def test_warmup_cosine_check_values():
+    """cvrl.md §5's check values for K600 at 200 epochs, with the ramp counting the update being made:
+    update t + 1 of the warmup gets (t + 1) / W of c(W), so lr(0) = c(W) / W instead of the reference's 0."""
     d, w = 71_488, 1_787
     sched = schedules.WarmupCosine(0.32, d, w)
-    for step, want, tol in [(0, 0.0, 0), (893, 0.1597, 1e-4), (1_787, 0.3195, 1e-4), (35_744, 0.16, 1e-6),
-                            (71_488, 0.0, 1e-7), (80_000, 0.0, 1e-7)]:
+    for step, want, tol in [(0, 0.3195 / 1787, 1e-7), (893, 0.1598, 1e-4), (1_786, 0.3195, 1e-4),
+                            (1_787, 0.3195, 1e-4), (35_744, 0.16, 1e-6), (71_488, 0.0, 1e-7), (80_000, 0.0, 1e-7)]:
         assert abs(float(sched(step)) - want) <= tol + 1e-7, step
         assert abs(schedules.warmup_cosine_lr(step, 0.32, d, w) - want) <= tol + 1e-9, step
     # Warmup ramps to c(W), slightly below lr0, and the cosine does not restart after warmup.
     c_w = 0.5 * 0.32 * (1 + np.cos(np.pi * w / d))
     assert float(sched(w)) == pytest.approx(c_w, rel=1e-6) and c_w < 0.32
-    assert float(sched(w - 1)) == pytest.approx((w - 1) / w * c_w, rel=1e-5)
+    assert float(sched(w - 1)) == pytest.approx(c_w, rel=1e-6)  # the last warmup update reaches c(W)
+    assert float(sched(w - 2)) == pytest.approx((w - 1) / w * c_w, rel=1e-5)
+
+
+@pytest.mark.parametrize("total,requested,want", [(1, 5, 0), (3, 5, 0), (10, 5, 2), (1_000, 1_053, 200),
+                                                  (71_488, 1_787, 1_787)])
+def test_warmup_never_swallows_the_run(total, requested, want):
+    """Warmup is at most a fifth of the run, and every update of every run has a learning rate > 0."""
+    w = schedules.warmup_steps_for(total, requested)
+    assert w == want
+    lrs = schedules.WarmupCosine(0.32, total, w)(tf.range(total)).numpy()
+    assert (lrs > 0).all(), lrs[:10]
+    want = [schedules.warmup_cosine_lr(t, 0.32, total, w) for t in range(total)]
+    np.testing.assert_allclose(lrs, want, rtol=1e-5, atol=1e-8)  # float32 cos near pi/2: ~1e-9 absolute
+    assert lrs.max() == pytest.approx(schedules.warmup_cosine_lr(w, 0.32, total, w), rel=1e-5)
+
+
+def test_warmup_never_swallows_the_run_fails():
+    with pytest.raises(ValueError, match="total_steps=0"):
+        schedules.warmup_steps_for(0, 5)
+    with pytest.raises(ValueError, match="warmup steps=-1"):
+        schedules.warmup_steps_for(10, -1)
 
 
 def test_warmup_cosine_fails():

@@ -290,7 +290,7 @@ int main(int argc, char** argv) {
     if (t < 1 || t > 256) usage("--threads values must be in [1, 256]");
   try {
     const std::vector<cvrl::SourceRef> sources = resolve(files);
-    const cvrl::AugmentSettings settings;  // the spec's defaults: 16 frames at stride 2, 224 px, full recipe
+    const cvrl::AugmentSettings settings;  // the reference defaults: 16 frames at stride 2, 224 px, full recipe
     std::printf("# %s; hardware threads %u; %zu sources\n", cvrl::build_info().c_str(),
                 std::thread::hardware_concurrency(), sources.size());
     std::printf("# label\tmode\tthreads\tpairs\tpairs_per_s\tpairs_per_cpu_s\tcpu_busy\tdecode_ms_per_pair"

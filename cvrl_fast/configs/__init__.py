@@ -2,7 +2,7 @@
 
 `Config` is a nested attribute dict with a fixed key set: `override("train.global_batch_size", "64")`
 parses the string by the type of the current value and rejects unknown keys, so a typo never passes
-silently (spec §10, pitfall 5). `load_config(path, ["key=value", ...])` loads a config file (or a name
+silently (cvrl.md §10, pitfall 5). `load_config(path, ["key=value", ...])` loads a config file (or a name
 of a file in this package: "tiny_cpu", "k400_pretrain", "k600_pretrain") and applies overrides.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Defaults shared by every pretraining config (the paper's recipe, spec §3-§5)."""
+"""Defaults shared by every pretraining config (the paper's recipe, cvrl.md §3-§5)."""
 import dataclasses
 
 from cvrl_fast._augment import AugmentConfig
@@ -32,10 +32,10 @@ def get_config() -> Config:
             "num_frames": 16,
             "frame_stride": 2,
             "image_size": 224,
-            "num_train_videos": 366_016,  # reference count, used for the step schedule (spec §5)
+            "num_train_videos": 366_016,  # reference count, used for the step schedule (cvrl.md §5)
             "seed": 0,
             "prefetch": 2,
-            # Every AugmentConfig field with its default (spec §1-§2); num_frames, frame_stride and
+            # Every AugmentConfig field with its default (cvrl.md §1-§2); num_frames, frame_stride and
             # image_size above set the clip shape. target_fps 0 means native frames.
             "augment": augment_defaults(),
         },
@@ -44,9 +44,9 @@ def get_config() -> Config:
             "epochs": 200.0,
             "warmup_epochs": 5.0,
             "total_steps": 0,             # 0: round(epochs * num_train_videos / global_batch_size)
-            "base_learning_rate": 0.32,   # at batch 1024, linearly scaled (spec §5)
+            "base_learning_rate": 0.32,   # at batch 1024, linearly scaled (cvrl.md §5)
             "base_batch_size": 1024,
-            "lr_replica_factor": 1.0,     # reference-parity knob (spec §5)
+            "lr_replica_factor": 1.0,     # reference-parity knob (cvrl.md §5)
             "optimizer": "sgd",           # "sgd" (paper), "lars", or "adam" (small-scale runs)
             "momentum": 0.9,
             "lars_eta": 0.001,

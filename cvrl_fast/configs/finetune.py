@@ -1,10 +1,10 @@
-"""Fine-tuning a CVRL backbone end to end (spec §6.2, the reference's generic UCF-101 recipe).
+"""Fine-tuning a CVRL backbone end to end (cvrl.md §6.2, the reference's generic UCF-101 recipe).
 
     cvrl-fast finetune --backbone CKPT --train train.csv --val val.csv --workdir DIR [--config finetune]
 
 32x224 clips at stride 2, batch 64, SGD Nesterov momentum 0.9, lr 0.8 (at batch 64), 5 warmup epochs then
 cosine over 100 epochs, L2 1e-4 * sum ||w||^2 / 2 on the backbone conv kernels, dropout 0.2 before the
-Dense head; 30-view test. Unverified against the paper's UCF-101/HMDB-51 protocol (spec §6.2).
+Dense head; 30-view test. Unverified against the paper's UCF-101/HMDB-51 protocol (cvrl.md §6.2).
 """
 from cvrl_fast.configs import linear_eval
 

@@ -1,4 +1,4 @@
-"""Linear evaluation of a CVRL backbone with the reference recipe (spec §6.1).
+"""Linear evaluation of a CVRL backbone with the reference recipe (cvrl.md §6.1).
 
     cvrl-fast linear-eval --backbone CKPT --train train.csv --val val.csv --workdir DIR \
         [--config linear_eval] [--config.eval.epochs=100 ...]
@@ -6,7 +6,7 @@
 Frozen R3D-50 with BN in inference mode, L2-normalised 2048-d pooled feature, one Dense layer; train clips
 of 32 frames at stride 2 with crop + flip only; SGD momentum 0.9, lr 32 at batch 1024 (linearly scaled),
 5 warmup epochs then cosine, 100 epochs, no weight decay; 30-view test (10 clips x 3 crops of 256).
-Expected on K400 with the released r3d_1x_k400_800ep backbone: about 66% top-1 (spec §9).
+Expected on K400 with the released r3d_1x_k400_800ep backbone: about 66% top-1 (cvrl.md §9).
 Writes metrics.json and predictions.csv to the workdir.
 """
 from cvrl_fast.configs import Config
@@ -17,7 +17,7 @@ def get_config() -> Config:
         "model": {"depth": 50, "width_multiplier": 1.0},
         "eval": {
             "num_classes": 0,                 # 0: 1 + the largest label in the lists
-            "target_fps": 25.0,               # fixed-rate index space (spec §7.2); 0 = native frames
+            "target_fps": 25.0,               # fixed-rate index space (cvrl.md §7.2); 0 = native frames
             "clip_frames": 32,
             "frame_stride": 2,
             "crop_size": 224,
@@ -35,7 +35,7 @@ def get_config() -> Config:
             "batch_clips": 8,                 # clips per backbone call
             "num_threads": 2,                 # decode threads
             "seed": 0,
-            # fine-tuning only (spec §6.2)
+            # fine-tuning only (cvrl.md §6.2)
             "dropout_rate": 0.2,
             "weight_decay": 1e-4,
         },
