@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
+import shutil
 import time
 
 import numpy as np
@@ -24,7 +26,6 @@ def _scale_down(cfg: Config) -> None:
     cfg.dataset.size = 32
     p = cfg.pretrain
     p.data.image_size, p.data.num_frames = 32, 4
-    p.data.num_train_videos = 8
     p.train.global_batch_size = 4
     p.train.epochs, p.train.warmup_epochs = 1.0, 0.5
     p.log.every_steps, p.checkpoint.every_steps = 1, 100
@@ -97,6 +98,24 @@ def plot_curves(scalars: dict, probe_losses: dict, out_png: str) -> None:
     plt.close(fig)
 
 
+def _start_afresh_unless_same_config(run_dir: str, cfg: Config) -> None:
+    """The demo owns its workdir: a pretraining run left there by another config (an older demo, other
+    overrides) is removed so the trainer starts afresh, instead of refusing to resume it. The same config
+    resumes (a killed demo continues where it stopped)."""
+    if not os.path.isdir(run_dir):
+        return
+    from .trainer import config_differences
+
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            same = not config_differences(json.load(f), cfg)
+    except (OSError, ValueError):  # never started, or killed before it wrote its config
+        same = False
+    if not same:
+        print(f"demo: {run_dir} holds a run of another config; starting it afresh", flush=True)
+        shutil.rmtree(run_dir)
+
+
 def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "demo",
              overrides=()) -> dict:
     t_start = time.time()
@@ -107,6 +126,7 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     cfg = load_config(config, overrides)
     if quick:
         _scale_down(cfg)
+        workdir = os.path.join(workdir, "quick")  # a smoke run never mixes its files with a full run's
     os.makedirs(workdir, exist_ok=True)
 
     # ---- data ----
@@ -123,17 +143,17 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     # ---- pretraining ----
     p = cfg.pretrain
     p.data.sources = (str(lists["train"]),)
-    p.data.num_train_videos = len(train_paths)
     aug = trainer.augment_config(p)
     contact_sheet(train_paths, aug, os.path.join(workdir, "augmented_pairs.png"), seed=p.data.seed)
     print("demo: CVRL pretraining", flush=True)
+    pretrain_dir = os.path.join(workdir, "pretrain")
+    _start_afresh_unless_same_config(pretrain_dir, p)
     t0 = time.time()
-    result = trainer.train(p, os.path.join(workdir, "pretrain"))
+    result = trainer.train(p, pretrain_dir)
     pretrain_seconds = time.time() - t0
     bcfg = models.BackboneConfig(depth=p.model.depth, width_multiplier=p.model.width_multiplier,
                                  bn_synchronized=False)
-    ckpt = checkpoints.save_official_backbone(result.backbone, os.path.join(workdir, "backbone", "demo_backbone"),
-                                              config=bcfg)
+    ckpt = result.backbone_path  # the trainer's export in the official layout (pretrain/backbone/)
 
     # ---- linear evaluation: pretrained vs random init ----
     ecfg = load_config("linear_eval").eval
@@ -151,8 +171,9 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     scalars = read_scalars(os.path.join(workdir, "pretrain", "tensorboard"))
     plot_curves(scalars, {"pretrained": r_pre["loss_history"], "random init": r_rand["loss_history"]},
                 os.path.join(workdir, "curves.png"))
-    pairs_per_second = (result.step - 0) * p.train.global_batch_size / max(pretrain_seconds, 1e-9)
-    steps_per_second = result.step / max(pretrain_seconds, 1e-9)
+    steps_run = result.step - result.start_step  # a rerun resumes: only this invocation's steps are timed
+    pairs_per_second = steps_run * p.train.global_batch_size / max(pretrain_seconds, 1e-9)
+    steps_per_second = steps_run / max(pretrain_seconds, 1e-9)
     minutes = (time.time() - t_start) / 60
     table = [
         ("backbone", "top-1", "top-5"),
@@ -162,8 +183,11 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     print()
     for row in table:
         print(f"  {row[0]:<18}{row[1]:>8}{row[2]:>8}")
-    print(f"  pretraining: {result.step} steps, {steps_per_second:.2f} steps/s, {pairs_per_second:.1f} pairs/s "
-          f"(loader + train step, end to end), {pretrain_seconds / 60:.1f} min")
+    if steps_run:
+        print(f"  pretraining: {steps_run} steps, {steps_per_second:.2f} steps/s, {pairs_per_second:.1f} pairs/s "
+              f"(loader + train step, end to end), {pretrain_seconds / 60:.1f} min")
+    else:
+        print(f"  pretraining: complete already in {pretrain_dir} ({result.step} steps); not run again")
     print(f"  files: {workdir}/curves.png, {workdir}/augmented_pairs.png, {workdir}/pretrain/tensorboard/, {ckpt}")
     print(f"demo: pretrained top-1 {100 * r_pre['top1']:.1f}% vs random-init top-1 {100 * r_rand['top1']:.1f}% "
           f"on {len(val_paths)} held-out videos in {minutes:.1f} min", flush=True)

@@ -18,10 +18,13 @@ so the update is the gradient of the global-batch mean L, whatever the replica c
 from __future__ import annotations
 
 import dataclasses
+import glob
+import io
 import json
 import logging
 import os
 import signal
+import sys
 import time
 
 import keras
@@ -30,6 +33,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from . import models
+from ._progress import Progress
 from .checkpoints import load_official_backbone, save_official_backbone  # noqa: F401  (re-exported)
 from .configs import Config, load_config  # noqa: F401  (re-exported)
 from .losses import nt_xent_loss, weight_decay_loss  # noqa: F401  (re-exported)
@@ -79,6 +83,44 @@ def resolve_jit_compile(value) -> bool:
     if text in ("false", "0", "no"):
         return False
     raise ValueError(f"runtime.jit_compile={value!r}: must be auto, true or false")
+
+
+def replica_device_type(strategy) -> str:
+    """"TPU", "GPU" or "CPU": the devices the replicas (and so the train step) run on. The default and
+    mirrored strategies put them on the GPUs when there are any (see make_strategy)."""
+    if isinstance(strategy, tf.distribute.TPUStrategy):
+        return "TPU"
+    return "GPU" if tf.config.list_logical_devices("GPU") else "CPU"
+
+
+def onednn_bfloat16_active() -> bool:
+    """Whether TensorFlow runs bfloat16 CPU ops through oneDNN in this process: oneDNN is on (by default on
+    CPUs with AVX-512 VNNI/BF16 or AMX, or with TF_ENABLE_ONEDNN_OPTS=1) and the CPU takes oneDNN's
+    bfloat16 path (AVX-512 or AVX-NE-CONVERT). Elsewhere TF falls back to its Eigen kernels."""
+    from tensorflow.python.util import _pywrap_util_port, _pywrap_utils
+
+    try:
+        return bool(_pywrap_util_port.IsMklEnabled() and
+                    _pywrap_utils.IsDataTypeSupportedByOneDNNOnThisCPU(tf.bfloat16.as_datatype_enum))
+    except AttributeError:  # another TF build without these probes: trust the switch the user can set
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "") not in ("0", "false", "False")
+
+
+def check_precision(precision: str, device_type: str) -> None:
+    """Refuse mixed_bfloat16 on CPU replicas when oneDNN's bfloat16 kernels would run it.
+
+    On an AMD EPYC with AVX512_BF16 (TensorFlow 2.21, oneDNN on by default there) those kernels made
+    non-finite weights within two steps of the tiny config in 2 of 3 runs, in different variables each
+    run; with TF_ENABLE_ONEDNN_OPTS=0 (Eigen's bfloat16 kernels) every run was finite. The switch is read
+    once, when TensorFlow is imported, so it cannot be flipped here: `cvrl-fast pretrain` sets it before
+    importing TensorFlow when a config asks for bfloat16 (README, "bfloat16 on CPU").
+    """
+    if precision == "mixed_bfloat16" and device_type == "CPU" and onednn_bfloat16_active():
+        raise ValueError(
+            "runtime.precision=mixed_bfloat16 on CPU: this process runs TensorFlow's oneDNN bfloat16 kernels, "
+            "which gave non-finite weights within two steps on CPUs like this one (README, 'bfloat16 on CPU'). "
+            "Set TF_ENABLE_ONEDNN_OPTS=0 before TensorFlow is imported (cvrl-fast pretrain does this itself), "
+            "or use runtime.precision=float32")
 
 
 def set_precision(precision: str) -> None:
@@ -147,23 +189,68 @@ class StepLoaderState:
 
     def restore(self, state):
         if state.get("source") != self.source:
-            raise ValueError(f"checkpointed loader state {state!r} is not from data.source={self.source!r}")
+            raise ValueError(f"checkpointed loader state {state!r} is not from a {self.source!r} source")
         self.step = int(state["next_step"])
 
 
-def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None):
+@dataclasses.dataclass(frozen=True)
+class DataPlan:
+    """What `data.*` selects, resolved before anything is built.
+
+    kind: "synthetic" (the generated stand-in) or "files" (the C++ loader over `data.sources`).
+    num_sources: videos (TFRecord records count one each) found in `data.sources`; 0 for synthetic data.
+    videos_per_epoch: the epoch length of the step schedule.
+    """
+    kind: str
+    num_sources: int
+    videos_per_epoch: int
+
+
+def plan_data(cfg: Config) -> DataPlan:
+    """Resolve `data.source` / `data.sources` (the rule is in configs/base.py and the README).
+
+    `data.sources` set: train on those files (`data.source` is "auto" or a dataset name); empty: synthetic
+    data, which `data.source="auto"` or "synthetic" selects. `data.source="synthetic"` with sources, or a
+    dataset name without sources, is an error. Every listed file must exist; a global batch larger than the
+    dataset is an error, because the loader would put one video several times into a batch and its copies
+    would count as each other's negatives.
+    """
+    source, sources = cfg.data.source, tuple(cfg.data.sources)
+    if source == "synthetic" and sources:
+        raise ValueError(f"data.source='synthetic' contradicts data.sources={list(sources)}: drop data.sources to "
+                         "train on synthetic data, or set data.source=auto to train on those files")
+    if not sources:
+        if source not in ("auto", "synthetic"):
+            raise ValueError(f"data.source={source!r} needs data.sources (video files, directories, globs, "
+                             "CSV/TXT lists or TFRecord files)")
+        return DataPlan("synthetic", 0, cfg.data.num_train_videos or cfg.data.synthetic_videos)
+    from ._loader import resolve_sources  # lazy: the C++ extension
+
+    refs, _ = resolve_sources(list(sources))
+    missing = sorted({r.path for r in refs if not os.path.isfile(r.path)})
+    if missing:
+        raise FileNotFoundError(f"data.sources: {len(missing)} of {len(refs)} listed videos do not exist, "
+                                f"first: {missing[0]!r}")
+    batch = cfg.train.global_batch_size
+    if batch > len(refs):
+        raise ValueError(f"train.global_batch_size={batch} is larger than the {len(refs)} videos in data.sources: "
+                         f"a batch would hold the same video more than once, and its copies would count as "
+                         f"negatives of each other; use a global batch of at most {len(refs)}")
+    return DataPlan("files", len(refs), cfg.data.num_train_videos or len(refs))
+
+
+def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None, plan: DataPlan | None = None):
     """(distributed dataset, loader objects with state()/restore()).
 
-    `data.source == "synthetic"` uses `synthetic_pretrain_dataset`; anything else reads `data.sources`
-    with `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`.
+    Synthetic data (`plan_data`) uses `synthetic_pretrain_dataset`; files go through
+    `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`.
     """
     global_batch = cfg.train.global_batch_size
     if global_batch % strategy.num_replicas_in_sync:
         raise ValueError(f"train.global_batch_size={global_batch} is not divisible by the "
                          f"{strategy.num_replicas_in_sync} replicas")
-    if cfg.data.source != "synthetic" and not cfg.data.sources:
-        raise ValueError(f"data.source={cfg.data.source!r} needs data.sources (video files or globs)")
-    loader = StepLoaderState(cfg.data.source, start_step)
+    plan = plan or plan_data(cfg)
+    loader = StepLoaderState(plan.kind, start_step)
     if loader_state is not None:
         loader.restore(loader_state)
         if loader.step != start_step:
@@ -171,7 +258,7 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
 
     def dataset_fn(ctx: tf.distribute.InputContext):
         per_replica = ctx.get_per_replica_batch_size(global_batch)
-        if cfg.data.source == "synthetic":
+        if plan.kind == "synthetic":
             ds = synthetic_pretrain_dataset(
                 per_replica_batch=per_replica, global_batch=global_batch, num_frames=cfg.data.num_frames,
                 image_size=cfg.data.image_size, seed=cfg.data.seed, start_step=start_step, input_context=ctx)
@@ -224,11 +311,18 @@ def build_model(cfg: Config) -> tuple[keras.Model, keras.Model]:
     return models.build_pretrain_model(backbone, head), backbone
 
 
-def schedule_steps(cfg: Config) -> tuple[int, int]:
-    """(total steps D, warmup steps W) from epochs, the reference video count and the global batch."""
-    per_epoch = cfg.data.num_train_videos / cfg.train.global_batch_size
-    total = cfg.train.total_steps or steps_for_epochs(cfg.train.epochs, cfg.data.num_train_videos,
-                                                      cfg.train.global_batch_size)
+def schedule_steps(cfg: Config, videos_per_epoch: int | None = None) -> tuple[int, int]:
+    """(total steps D, warmup steps W) from epochs, the epoch length and the global batch.
+
+    The epoch length is `videos_per_epoch` (the resolved data, `plan_data`), else `data.num_train_videos`.
+    W is capped at a fifth of D (`schedules.warmup_steps_for`).
+    """
+    videos = videos_per_epoch or cfg.data.num_train_videos or plan_data(cfg).videos_per_epoch
+    per_epoch = videos / cfg.train.global_batch_size
+    total = cfg.train.total_steps or steps_for_epochs(cfg.train.epochs, videos, cfg.train.global_batch_size)
+    if total < 1:
+        raise ValueError(f"train.epochs={cfg.train.epochs} of {videos} videos at batch {cfg.train.global_batch_size} "
+                         "is less than one step: raise train.epochs or set train.total_steps")
     warmup = warmup_steps_for(int(total), int(round(cfg.train.warmup_epochs * per_epoch)))
     return int(total), warmup
 
@@ -256,9 +350,24 @@ def build_optimizer(cfg: Config, total_steps: int, warmup_steps: int):
 # ================================================================================================
 # step
 # ================================================================================================
+def _all_finite(tensors) -> tf.Tensor:
+    return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors]))
+
+
+def _test_nan_at(step, at_step: int) -> tf.Tensor:
+    return tf.where(tf.equal(step, at_step), tf.constant(float("nan")), tf.constant(0.0))
+
+
 def make_train_step(model: keras.Model, optimizer, strategy, *, temperature: float, weight_decay: float,
-                    jit_compile: bool = False):
-    """Return `train_step(per_replica_batch) -> dict of replica-averaged metrics` (a tf.function)."""
+                    jit_compile: bool = False, _test_nonfinite: tuple[str, int] | None = None):
+    """Return `train_step(per_replica_batch) -> dict of replica-averaged metrics` (a tf.function).
+
+    Besides the metrics, "nonfinite_loss" (loss or gradients not finite; with loss scaling the loss only,
+    since the loss-scale optimizer skips overflowing gradients itself) and "nonfinite_weights" (a weight
+    not finite after the update) are the number of replicas that saw it, so every worker sees the same
+    flags and stops at the same step. `_test_nonfinite=("loss" | "weights", step)` (tests) makes the loss,
+    or a weight after the update, NaN at that 1-based step.
+    """
     num_replicas = strategy.num_replicas_in_sync
     kernels = models.kernel_variables(model)
     variables = model.trainable_variables
@@ -274,13 +383,24 @@ def make_train_step(model: keras.Model, optimizer, strategy, *, temperature: flo
             contrastive, metrics = nt_xent_loss(z1, z2, temperature, return_metrics=True)
             regularization = weight_decay_loss(kernels, weight_decay)
             loss = contrastive + regularization
+            if _test_nonfinite is not None and _test_nonfinite[0] == "loss":
+                loss = loss + _test_nan_at(optimizer.iterations + 1, _test_nonfinite[1])
             # 1/R here + the optimizer's cross-replica gradient SUM = gradient of the global mean.
             objective = loss / num_replicas
             if loss_scaling:
                 objective = optimizer.scale_loss(objective)
         grads = tape.gradient(objective, variables)
-        optimizer.apply(grads, variables)
-        return {"loss": loss, "contrastive_loss": contrastive, "regularization_loss": regularization, **metrics}
+        finite_step = tf.math.is_finite(loss) if loss_scaling else tf.math.is_finite(loss) & _all_finite(grads)
+        if _test_nonfinite is not None and _test_nonfinite[0] == "weights":
+            step = optimizer.iterations + 1
+            optimizer.apply(grads, variables)
+            variables[0].assign_add(tf.fill(tf.shape(variables[0]), _test_nan_at(step, _test_nonfinite[1])))
+        else:
+            optimizer.apply(grads, variables)
+        finite_weights = _all_finite(model.variables)
+        return {"loss": loss, "contrastive_loss": contrastive, "regularization_loss": regularization, **metrics,
+                "nonfinite_loss": 1.0 - tf.cast(finite_step, tf.float32),
+                "nonfinite_weights": 1.0 - tf.cast(finite_weights, tf.float32)}
 
     if jit_compile:
         # XLA compiles the per-replica computation (as Keras' own fit does under a strategy).
@@ -289,7 +409,8 @@ def make_train_step(model: keras.Model, optimizer, strategy, *, temperature: flo
     @tf.function
     def train_step(batch):
         per_replica = strategy.run(replica_step, args=(batch,))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM if k.startswith("nonfinite_") else
+                                   tf.distribute.ReduceOp.MEAN, v, axis=None) for k, v in per_replica.items()}
 
     return train_step
 
@@ -297,27 +418,44 @@ def make_train_step(model: keras.Model, optimizer, strategy, *, temperature: flo
 # ================================================================================================
 # checkpoint
 # ================================================================================================
-class _Sigterm:
-    """Turns SIGTERM into a flag the loop checks after each step (save, then exit cleanly)."""
+class Interrupts:
+    """SIGTERM and Ctrl-C (SIGINT) become a flag the loop checks after each step: save, then exit cleanly.
+
+    After the first signal a second Ctrl-C gets the default action (the process ends at once, rc 130 from a
+    shell): the checkpoint on disk is the last one saved, since a save interrupted half-way is never made
+    the latest (TF writes its files under temporary names and updates the `checkpoint` file last).
+    """
 
     def __init__(self):
-        self.received = False
-        self._previous = None
+        self.received: str | None = None  # "SIGTERM" or "SIGINT"
+        self._previous = {}
 
     def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
         return self
 
     def _handle(self, signum, frame):
-        self.received = True
+        name = signal.Signals(signum).name
+        if self.received is None:
+            self.received = name
+            # os.write, not print: a handler may run in the middle of another write to the same stream.
+            os.write(2, f"pretrain: {name}: saving a checkpoint after this step, then exiting"
+                        f"{' (Ctrl-C again: exit at once)' if signum == signal.SIGINT else ''}\n".encode())
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the second Ctrl-C ends the process at once
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGTERM, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
         return False
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite loss, gradient or weight; nothing was saved after the last good step."""
 
 
 def write_scalar(name: str, value: float, step: int) -> None:
@@ -329,9 +467,9 @@ def write_scalar(name: str, value: float, step: int) -> None:
 
 
 def make_stop_agreement(strategy):
-    """`agree(flag) -> bool`: under MultiWorkerMirroredStrategy, whether ANY worker got SIGTERM (an all-reduce),
-    so every worker leaves the loop after the same step instead of one waiting forever in a collective.
-    Elsewhere the local flag."""
+    """`agree(flag) -> bool`: under MultiWorkerMirroredStrategy, whether ANY worker got a signal (an
+    all-reduce), so every worker leaves the loop after the same step instead of one waiting forever in a
+    collective. Elsewhere the local flag."""
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return lambda flag: flag
 
@@ -348,6 +486,106 @@ def checkpoint_dir(workdir: str, worker_index: int, is_chief: bool) -> str:
     return os.path.join(workdir, "checkpoints" if is_chief else f"checkpoints_worker{worker_index}")
 
 
+# Config keys a resumed run may change: they do not touch the model, the data order or the schedule.
+RESUMABLE_KEYS = ("log.", "checkpoint.every_steps", "checkpoint.max_to_keep", "train.stop_after_steps",
+                  "data.prefetch", "runtime.jit_compile", "runtime.tpu")
+
+
+def _flat_json(cfg_dict: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in cfg_dict.items():
+        if isinstance(v, dict):
+            out.update(_flat_json(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_differences(saved: dict, cfg: Config) -> list[str]:
+    """`key: saved -> now` for every key that differs and that a resumed run may not change."""
+    now = _flat_json(json.loads(json.dumps(cfg.to_dict(), default=list)))
+    old = _flat_json(saved)
+    out = []
+    for key in sorted(set(now) | set(old)):
+        if key.startswith(RESUMABLE_KEYS) or key not in old:  # keys an older version did not record
+            continue
+        if old.get(key) != now.get(key):
+            out.append(f"{key}: {old.get(key)!r} -> {now.get(key)!r}")
+    return out
+
+
+def check_workdir(workdir: str, cfg: Config) -> None:
+    """A workdir remembers its config: a run with checkpoints there is resumed only by a compatible config,
+    checked before anything in the workdir is touched."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise NotADirectoryError(f"--workdir {workdir!r} is a file, not a directory")
+    path = os.path.join(workdir, "config.json")
+    has_checkpoint = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
+    if not (has_checkpoint and os.path.isfile(path)):
+        return
+    try:
+        with open(path) as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{path}: unreadable ({e}); the run's config is needed to resume it") from None
+    diffs = config_differences(saved, cfg)
+    if diffs:
+        raise ValueError(f"{workdir!r} holds a run made with another config ({'; '.join(diffs)}): resume it with its "
+                         f"own config (--config {path}), or use a new --workdir")
+
+
+def write_json_atomic(path: str, value) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(value, f, indent=1, default=list)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+class BackboneExport:
+    """`WORKDIR/backbone/`: the backbone in the official layout at every checkpoint (`backbone-N`), the
+    newest named by a TF `checkpoint` file, and `model.json` with the architecture, so evaluation tools
+    take a pretrain workdir as --backbone and read depth and width from the run."""
+
+    def __init__(self, workdir: str, backbone, bcfg: models.BackboneConfig, max_to_keep: int):
+        self.dir = os.path.join(workdir, "backbone")
+        self.backbone, self.bcfg, self.max_to_keep = backbone, bcfg, max_to_keep
+        os.makedirs(self.dir, exist_ok=True)
+        write_json_atomic(os.path.join(self.dir, "model.json"), model_json(bcfg))
+
+    def save(self, step: int) -> str:
+        prefix = save_official_backbone(self.backbone, os.path.join(self.dir, f"backbone-{step}"), config=self.bcfg)
+        state = tf.train.get_checkpoint_state(self.dir)
+        earlier = [os.path.abspath(p) for p in (state.all_model_checkpoint_paths if state else [])]
+        kept = [p for p in earlier if p != os.path.abspath(prefix)] + [os.path.abspath(prefix)]
+        for old in kept[:-self.max_to_keep]:
+            for f in glob.glob(glob.escape(old) + ".*"):
+                os.remove(f)
+        kept = kept[-self.max_to_keep:]
+        write_checkpoint_state(self.dir, kept)
+        return prefix
+
+
+def write_checkpoint_state(directory: str, prefixes: list[str]) -> None:
+    """The `checkpoint` file TF's `latest_checkpoint(directory)` reads, newest last, with paths relative to
+    the directory (so the folder can be moved), written atomically."""
+    from google.protobuf import text_format
+    from tensorflow.python.training import checkpoint_state_pb2
+
+    names = [os.path.relpath(p, directory) for p in prefixes]
+    state = checkpoint_state_pb2.CheckpointState(model_checkpoint_path=names[-1], all_model_checkpoint_paths=names)
+    path = os.path.join(directory, "checkpoint")
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text_format.MessageToString(state))
+    os.replace(tmp, path)
+
+
+def model_json(bcfg: models.BackboneConfig) -> dict:
+    return {"depth": bcfg.depth, "width_multiplier": bcfg.width_multiplier, "bn_momentum": bcfg.bn_momentum,
+            "bn_epsilon": bcfg.bn_epsilon}
+
+
 # ================================================================================================
 # loop
 # ================================================================================================
@@ -360,33 +598,102 @@ class TrainResult:
     metrics: dict
     interrupted: bool
     checkpoint_path: str | None
+    start_step: int = 0
+    backbone_path: str | None = None
+    seconds: float = 0.0
 
 
-def train(cfg: Config, workdir: str) -> TrainResult:
-    """Pretrain per `cfg` in `workdir`, resuming from its latest checkpoint if there is one."""
+def validate_config(cfg: Config) -> None:
+    """Values the trainer cannot run with, each named with its valid range (before anything is built)."""
+    checks = [
+        ("train.global_batch_size", cfg.train.global_batch_size >= 1, ">= 1"),
+        ("train.base_batch_size", cfg.train.base_batch_size >= 1, ">= 1"),
+        ("train.total_steps", cfg.train.total_steps >= 0, ">= 0 (0: from train.epochs)"),
+        ("train.epochs", cfg.train.epochs > 0 or cfg.train.total_steps > 0, "> 0 (or set train.total_steps)"),
+        ("train.warmup_epochs", cfg.train.warmup_epochs >= 0, ">= 0"),
+        ("train.stop_after_steps", cfg.train.stop_after_steps >= 0, ">= 0 (0: run to the end)"),
+        ("train.temperature", cfg.train.temperature > 0, "> 0"),
+        ("train.base_learning_rate", cfg.train.base_learning_rate > 0, "> 0"),
+        ("train.weight_decay", cfg.train.weight_decay >= 0, ">= 0"),
+        ("train.momentum", 0 <= cfg.train.momentum < 1, "in [0, 1)"),
+        ("data.num_frames", cfg.data.num_frames >= 1, ">= 1"),
+        ("data.frame_stride", cfg.data.frame_stride >= 1, ">= 1"),
+        ("data.image_size", cfg.data.image_size >= 1, ">= 1"),
+        ("data.num_train_videos", cfg.data.num_train_videos >= 0, ">= 0 (0: count data.sources)"),
+        ("data.synthetic_videos", cfg.data.synthetic_videos >= 1, ">= 1"),
+        ("data.prefetch", cfg.data.prefetch >= 0, ">= 0"),
+        ("checkpoint.every_steps", cfg.checkpoint.every_steps >= 1, ">= 1"),
+        ("checkpoint.max_to_keep", cfg.checkpoint.max_to_keep >= 1, ">= 1"),
+        ("log.every_steps", cfg.log.every_steps >= 1, ">= 1"),
+    ]
+    for key, ok, valid in checks:
+        if not ok:
+            value = cfg
+            for part in key.split("."):
+                value = value[part]
+            raise ValueError(f"{key}={value!r}: must be {valid}")
+    if cfg.runtime.precision not in PRECISIONS:
+        raise ValueError(f"runtime.precision={cfg.runtime.precision!r}: must be one of {PRECISIONS}")
+
+
+def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None = None) -> TrainResult:
+    """Pretrain per `cfg` in `workdir`, resuming from its latest checkpoint if there is one.
+
+    Raises ValueError/FileNotFoundError for a config or workdir it cannot run with (before anything is
+    written), NonFiniteError if the loss, a gradient or a weight becomes non-finite (the run stops at that
+    step; the last checkpoint saved before it is kept as it was).
+    """
+    validate_config(cfg)
+    check_workdir(workdir, cfg)
+    plan = plan_data(cfg)
     os.makedirs(workdir, exist_ok=True)
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        return _train(cfg, workdir)
+        return _train(cfg, workdir, plan, _test_nonfinite)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _train(cfg: Config, workdir: str) -> TrainResult:
+def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir) -> list[str]:
+    """The start banner: what this run reads, how long it runs and where it writes."""
+    if plan.kind == "synthetic":
+        data_line = f"synthetic videos ({plan.videos_per_epoch} per epoch; set data.sources to train on files)"
+    else:
+        shown = ", ".join(map(str, cfg.data.sources[:3])) + (", ..." if len(cfg.data.sources) > 3 else "")
+        data_line = f"{plan.num_sources} videos from {shown}"
+        if plan.videos_per_epoch != plan.num_sources:
+            data_line += f" (epoch length {plan.videos_per_epoch}: data.num_train_videos)"
+    lr0 = scaled_learning_rate(cfg.train.base_learning_rate, cfg.train.global_batch_size, cfg.train.base_batch_size,
+                               cfg.train.lr_replica_factor)
+    m = cfg.model
+    state = f"resuming at step {start_step}" if start_step else "new run"
+    return [
+        f"pretrain: {workdir} ({state})",
+        f"  data: {data_line}; clips {cfg.data.num_frames}x{cfg.data.image_size}px at stride {cfg.data.frame_stride}",
+        f"  schedule: {total_steps} steps of {cfg.train.global_batch_size} videos, warmup {warmup_steps}, "
+        f"{cfg.train.optimizer} lr {lr0:.4g}, weight decay {cfg.train.weight_decay:g}",
+        f"  model: R3D-{m.depth} width {m.width_multiplier:g}; {cfg.runtime.precision}; "
+        f"{strategy.num_replicas_in_sync} {device_type} replica(s); XLA {'on' if jit else 'off'}",
+        f"  writes: checkpoints every {cfg.checkpoint.every_steps} steps, backbone/ (official layout), "
+        f"tensorboard/, config.json",
+    ]
+
+
+def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainResult:
+    t_start = time.perf_counter()
     # ---- setup ----
     # The strategy comes first: MultiWorkerMirroredStrategy must configure collectives before anything
     # else initialises the TF runtime.
     strategy = make_strategy(cfg.runtime.strategy, cfg.runtime.tpu)
+    device_type = replica_device_type(strategy)
+    check_precision(cfg.runtime.precision, device_type)
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(cfg.runtime.seed)
     set_precision(cfg.runtime.precision)
     jit = resolve_jit_compile(cfg.runtime.jit_compile)
     worker_index, is_chief = _task_info(strategy)
-    total_steps, warmup_steps = schedule_steps(cfg)
-    if is_chief:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            json.dump(cfg.to_dict(), f, indent=1, default=list)
+    total_steps, warmup_steps = schedule_steps(cfg, plan.videos_per_epoch)
 
     # ---- model ----
     with strategy.scope():
@@ -403,82 +710,132 @@ def _train(cfg: Config, workdir: str) -> TrainResult:
                                          max_to_keep=cfg.checkpoint.max_to_keep)
     loader_state = None
     if manager.latest_checkpoint:
-        ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise ValueError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint "
+                             f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
         saved = loader_state_var.numpy().decode()
         loader_state = json.loads(saved) if saved else None
-        log.info("resumed from %s at step %d", manager.latest_checkpoint, int(global_step.numpy()))
     start_step = int(global_step.numpy())
 
     # ---- input ----
-    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state)
+    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan)
 
     # ---- step ----
     train_step = make_train_step(model, optimizer, strategy, temperature=cfg.train.temperature,
-                                 weight_decay=cfg.train.weight_decay, jit_compile=jit)
+                                 weight_decay=cfg.train.weight_decay, jit_compile=jit,
+                                 _test_nonfinite=_test_nonfinite)
+    export = (BackboneExport(workdir, backbone, backbone.cvrl_config, cfg.checkpoint.max_to_keep)
+              if is_chief else None)
 
-    def save(step: int) -> str:
+    # The run starts here: record its config (resume checks it) and say what it does.
+    if is_chief:
+        write_json_atomic(os.path.join(workdir, "config.json"), cfg.to_dict())
+    progress = Progress("pretrain", total_steps, unit="steps", every_seconds=0,
+                        tty=None if cfg.log.progress_bar else False,
+                        stream=sys.stdout if is_chief else io.StringIO())
+    for line in _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir):
+        progress.write(line)
+
+    last_saved = {"step": start_step if manager.latest_checkpoint else None, "path": manager.latest_checkpoint,
+                  "backbone": None}
+
+    def save(step: int) -> None:
         loader_state_var.assign(json.dumps(loaders[0].state()))
-        return manager.save(checkpoint_number=step)
+        last_saved["path"] = manager.save(checkpoint_number=step)
+        if export is not None:
+            last_saved["backbone"] = export.save(step)
+        last_saved["step"] = step
+
+    pending = []  # (step, flags) not yet checked: checking waits for the step, so it happens at log steps
+
+    def check_finite() -> None:
+        for step_number, flags in pending:
+            bad = [k for k in ("nonfinite_loss", "nonfinite_weights") if float(flags[k]) > 0]
+            if bad:
+                what = "a non-finite loss or gradient" if bad[0] == "nonfinite_loss" else "non-finite weights"
+                kept = (f"the last checkpoint, {last_saved['path']} (step {last_saved['step']}), is unchanged"
+                        if last_saved["path"] else "no checkpoint had been saved")
+                raise NonFiniteError(f"training stopped at step {step_number}: {what} (nothing was saved after "
+                                     f"that step; {kept})")
+        pending.clear()
 
     # ---- loop ----
     writer = (tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
               if cfg.log.tensorboard and is_chief else tf.summary.create_noop_writer())
-    progbar = (keras.utils.Progbar(total_steps, stateful_metrics=["loss", "acc", "clips/s"])
-               if cfg.log.progress_bar and is_chief else None)
     stop_at = total_steps if not cfg.train.stop_after_steps else min(total_steps, start_step + cfg.train.stop_after_steps)
     clips_per_step = 2 * cfg.train.global_batch_size
     iterator = iter(dist_dataset)
     agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
-    step, metrics, interrupted, path = start_step, {}, False, manager.latest_checkpoint
+    step, metrics, interrupted = start_step, {}, None
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
-    with _Sigterm() as sigterm, writer.as_default():
-        while step < stop_at:
-            t0 = time.perf_counter()
-            batch = next(iterator)
-            window_wait += time.perf_counter() - t0
-            with tf.profiler.experimental.Trace("train_step", step_num=step, _r=1):  # NVTX range on GPU
-                out = train_step(batch)
-            step += 1
-            global_step.assign(step)
-            for ld in loaders:
-                ld.step = step
-            window_steps += 1
-            if step % cfg.log.every_steps == 0 or step == stop_at:
-                metrics = {k: float(v) for k, v in out.items()}  # float() waits for the step
-                elapsed = time.perf_counter() - window_start
-                metrics["learning_rate"] = float(schedule(step - 1))
-                metrics["clips_per_second"] = clips_per_step * window_steps / elapsed
-                metrics["steps_per_second"] = window_steps / elapsed
-                metrics["input_wait_seconds_per_step"] = window_wait / window_steps
-                for k, v in metrics.items():
-                    write_scalar(k, v, step)
-                log.info("step %d/%d loss %.4f acc %.3f lr %.3g clips/s %.1f input wait %.1f ms/step", step,
-                         total_steps, metrics["loss"], metrics["contrastive_accuracy"], metrics["learning_rate"],
-                         metrics["clips_per_second"], 1e3 * metrics["input_wait_seconds_per_step"])
-                if progbar is not None:
-                    progbar.update(step, [("loss", metrics["loss"]), ("acc", metrics["contrastive_accuracy"]),
-                                          ("clips/s", metrics["clips_per_second"])])
-                window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
-            # Multi-worker: agree on stopping only at log steps (an extra collective, and a host sync).
-            if (sigterm.received if agree is None else
-                    (step % cfg.log.every_steps == 0 or step == stop_at) and agree(sigterm.received)):
-                path = save(step)
-                interrupted = True
-                log.warning("SIGTERM: saved %s at step %d, exiting", path, step)
-                break
-            if step % cfg.checkpoint.every_steps == 0 or step == stop_at:
-                path = save(step)
-        writer.flush()
-    return TrainResult(model=model, backbone=backbone, step=step, total_steps=total_steps, metrics=metrics,
-                       interrupted=interrupted, checkpoint_path=path)
+    try:
+        with Interrupts() as signals, writer.as_default():
+            while step < stop_at:
+                t0 = time.perf_counter()
+                batch = next(iterator)
+                window_wait += time.perf_counter() - t0
+                with tf.profiler.experimental.Trace("train_step", step_num=step, _r=1):  # NVTX range on GPU
+                    out = train_step(batch)
+                step += 1
+                global_step.assign(step)
+                for ld in loaders:
+                    ld.step = step
+                window_steps += 1
+                pending.append((step, {k: out.pop(k) for k in ("nonfinite_loss", "nonfinite_weights")}))
+                log_now = step % cfg.log.every_steps == 0 or step == stop_at
+                save_now = step % cfg.checkpoint.every_steps == 0 or step == stop_at
+                if log_now:
+                    check_finite()
+                    metrics = {k: float(v) for k, v in out.items()}  # float() waits for the step
+                    elapsed = time.perf_counter() - window_start
+                    metrics["learning_rate"] = float(schedule(step - 1))
+                    metrics["clips_per_second"] = clips_per_step * window_steps / elapsed
+                    metrics["steps_per_second"] = window_steps / elapsed
+                    metrics["input_wait_seconds_per_step"] = window_wait / window_steps
+                    for k, v in metrics.items():
+                        write_scalar(k, v, step)
+                    progress.update(step, loss=metrics["loss"], acc=metrics["contrastive_accuracy"],
+                                    lr=metrics["learning_rate"], **{"clips/s": metrics["clips_per_second"]},
+                                    input_wait_ms=1e3 * metrics["input_wait_seconds_per_step"])
+                    window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
+                # Multi-worker: agree on stopping only at log steps (an extra collective, and a host sync).
+                stop = (signals.received is not None if agree is None else
+                        log_now and agree(signals.received is not None))
+                if stop:
+                    check_finite()
+                    interrupted = signals.received or "another worker's signal"
+                    save(step)
+                    progress.write(f"pretrain: {interrupted}: saved {last_saved['path']} at step {step}; "
+                                   "run the same command again to resume")
+                    break
+                if save_now:
+                    check_finite()
+                    save(step)
+            writer.flush()
+    finally:
+        progress.close()
+        del iterator  # closes the input pipeline (and the C++ loader) now, not at interpreter exit
+    seconds = time.perf_counter() - t_start
+    result = TrainResult(model=model, backbone=backbone, step=step, total_steps=total_steps, metrics=metrics,
+                         interrupted=interrupted is not None, checkpoint_path=last_saved["path"],
+                         start_step=start_step, backbone_path=last_saved["backbone"], seconds=seconds)
+    summary = {"step": step, "total_steps": total_steps, "start_step": start_step,
+               "interrupted": result.interrupted, "signal": interrupted, "checkpoint": result.checkpoint_path,
+               "backbone": result.backbone_path, "seconds": seconds, **metrics}
+    write_json_atomic(os.path.join(workdir, "summary.json" if is_chief else f"summary_worker{worker_index}.json"),
+                      summary)
+    if is_chief and not interrupted:
+        ran = step - start_step
+        rate = f", {ran / seconds:.2f} steps/s" if ran else ""
+        final = f"loss {metrics['loss']:.4f}, " if "loss" in metrics else ""
+        print(f"pretrain: done: step {step}/{total_steps} ({ran} this run{rate}); {final}checkpoint "
+              f"{result.checkpoint_path}; backbone {result.backbone_path}", flush=True)
+    return result
 
 
-def main_pretrain(config_path: str, overrides, workdir: str) -> int:
-    """`cvrl-fast pretrain` body."""
-    cfg = load_config(config_path, overrides)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    result = train(cfg, workdir)
-    summary = {"step": result.step, "total_steps": result.total_steps, "interrupted": result.interrupted,
-               "checkpoint": result.checkpoint_path, **result.metrics}
-    print(json.dumps(summary), flush=True)
+def main_pretrain(cfg: Config, workdir: str) -> int:
+    """`cvrl-fast pretrain` body: train, then exit 0 (also after a signal: the run saved and can resume)."""
+    train(cfg, workdir)
     return 0

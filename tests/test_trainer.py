@@ -3,6 +3,7 @@ SIGTERM / a kill, multi-worker on 127.0.0.1. Everything runs the tiny CPU config
 import glob
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -171,11 +172,60 @@ def test_config_override_fails():
         load_config("tiny_cpu").train.lr = 1
 
 
-def test_cli_pretrain_fails(tmp_path):
-    with pytest.raises(KeyError, match="unknown config key 'train.nope'"):
-        cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path), "--config.train.nope=1"])
+def _cli_error(capsys, *argv) -> str:
+    """Run the CLI in-process on a user error: exit code 2 and exactly one line on stderr, no traceback."""
+    assert cli.main(list(argv)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"cvrl-fast {argv[0]}: error: "), err
+    return err[0]
+
+
+def test_cli_pretrain_fails(tmp_path, capsys):
+    base = ["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path)]
+    assert "unknown config key 'train.nope'" in _cli_error(capsys, *base, "--config.train.nope=1")
     with pytest.raises(SystemExit, match="unexpected argument '--steps=3'"):
-        cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path), "--steps=3"])
+        cli.main(base + ["--steps=3"])
+    assert "no_such_config" in _cli_error(capsys, "pretrain", "--config", "no_such_config", "--workdir", "w")
+    assert "train.global_batch_size=0: must be >= 1" in _cli_error(capsys, *base, "--config.train.global_batch_size=0")
+    assert "'eight' is not a number" in _cli_error(capsys, *base, "--config.train.epochs=eight")
+    (tmp_path / "afile").write_text("x")
+    assert "is a file, not a directory" in _cli_error(capsys, "pretrain", "--config", "tiny_cpu",
+                                                      "--workdir", str(tmp_path / "afile"))
+    assert "does not exist" in _cli_error(capsys, *base, f"--config.data.sources={tmp_path / 'nope.mp4'}")
+    assert "needs --workdir" in _cli_error(capsys, "pretrain", "--config", "tiny_cpu")
+    assert sorted(os.listdir(tmp_path)) == ["afile"]  # every error came before anything was written
+
+
+def test_cli_pretrain_fails_with_traceback_when_verbose(tmp_path):
+    with pytest.raises(ValueError, match="train.global_batch_size=0"):
+        cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path), "--verbose",
+                  "--config.train.global_batch_size=0"])
+
+
+def _as_json(cfg):
+    return json.loads(json.dumps(cfg.to_dict(), default=list))
+
+
+def test_cli_print_config(capsys, tmp_path):
+    """--print-config shows the effective config; saved as a file it loads back as the same config."""
+    assert cli.main(["pretrain", "--config", "tiny_cpu", "--print-config", "--config.train.epochs=3"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["train"]["epochs"] == 3.0 and printed["model"]["width_multiplier"] == 0.0625
+    assert printed == _as_json(load_config("tiny_cpu", ["train.epochs=3"]))
+    (tmp_path / "run.json").write_text(json.dumps(printed))
+    again = load_config(str(tmp_path / "run.json"), ["train.global_batch_size=8"])
+    assert _as_json(again) == _as_json(load_config("tiny_cpu", ["train.epochs=3", "train.global_batch_size=8"]))
+
+
+def test_validate_config_fails():
+    for override, message in [("train.global_batch_size=0", "train.global_batch_size=0: must be >= 1"),
+                              ("train.temperature=0", "train.temperature=0.0: must be > 0"),
+                              ("checkpoint.every_steps=0", "checkpoint.every_steps=0: must be >= 1"),
+                              ("train.momentum=1", "train.momentum=1.0: must be in [0, 1)"),
+                              ("train.epochs=0", "train.epochs=0.0: must be > 0")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            trainer.validate_config(load_config("tiny_cpu", [override]))
+    trainer.validate_config(load_config("tiny_cpu", ["train.epochs=0", "train.total_steps=3"]))
 
 
 def test_setup_switches_fail():
@@ -199,6 +249,42 @@ def test_train_fails_without_sources(tmp_path):
     cfg = load_config("tiny_cpu", ["data.source=kinetics400", "train.total_steps=2"])
     with pytest.raises(ValueError, match="data.source='kinetics400' needs data.sources"):
         trainer.train(cfg, str(tmp_path))
+    assert os.listdir(tmp_path) == []  # refused before anything was written
+
+
+def _clips():
+    clips = sorted(glob.glob(os.path.join(ROOT, ".cache", "clips", "*.mp4")))
+    assert len(clips) >= 4, "run scripts/fetch_clips.py first (make test does)"
+    return clips
+
+
+def test_plan_data_sources_alone_select_the_files(tmp_path):
+    """data.sources alone trains on them (the epoch is the videos found); only an empty data.sources
+    (data.source=auto) or data.source=synthetic gives synthetic data."""
+    clips = _clips()
+    plan = trainer.plan_data(load_config("tiny_cpu", ["data.sources=" + ",".join(clips)]))
+    assert plan == trainer.DataPlan("files", len(clips), len(clips))
+    plan = trainer.plan_data(load_config("tiny_cpu", [f"data.sources={os.path.dirname(clips[0])}"]))
+    assert plan.kind == "files" and plan.num_sources >= len(clips)
+    assert trainer.plan_data(load_config("tiny_cpu")) == trainer.DataPlan("synthetic", 0, 64)
+    assert trainer.plan_data(load_config("tiny_cpu", ["data.source=synthetic"])).kind == "synthetic"
+    cfg = load_config("tiny_cpu", ["data.sources=" + ",".join(clips), "data.num_train_videos=1000"])
+    assert trainer.plan_data(cfg).videos_per_epoch == 1000  # an explicit epoch length wins (schedule parity)
+    d, _ = trainer.schedule_steps(load_config("tiny_cpu", ["data.sources=" + ",".join(clips[:4])]),
+                                  trainer.plan_data(load_config("tiny_cpu", ["data.sources=" + ",".join(clips[:4])])).videos_per_epoch)
+    assert d == 1  # 1 epoch of 4 videos at batch 4
+
+
+def test_plan_data_sources_alone_select_the_files_fails(tmp_path):
+    clips = _clips()
+    with pytest.raises(ValueError, match="data.source='synthetic' contradicts data.sources"):
+        trainer.plan_data(load_config("tiny_cpu", ["data.source=synthetic", "data.sources=" + clips[0]]))
+    with pytest.raises(ValueError, match=r"train.global_batch_size=4 is larger than the 2 videos .* at most 2"):
+        trainer.plan_data(load_config("tiny_cpu", ["data.sources=" + ",".join(clips[:2])]))
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"path\n{clips[0]}\n{clips[1]}\nmissing.mp4\n")
+    with pytest.raises(FileNotFoundError, match="1 of 3 listed videos do not exist, first: .*missing.mp4"):
+        trainer.plan_data(load_config("tiny_cpu", [f"data.sources={listed}"]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -269,24 +355,31 @@ def test_exact_resume_in_process(reference_run, tmp_path):
         np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
 
 
-def _start_cli(workdir, extra=(), env=None):
+def _start_cli(workdir, extra=(), env=None, overrides=RUN_OVERRIDES):
     args = [sys.executable, "-m", "cvrl_fast.cli", "pretrain", "--config", "tiny_cpu", "--workdir", workdir]
-    args += [f"--config.{o}" for o in RUN_OVERRIDES + list(extra)]
+    args += [f"--config.{o}" for o in list(overrides) + list(extra)]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, **(env or {})})
 
 
 def _wait_for_step(proc, step, timeout_s=240):
+    """Read the run's progress lines (stdout) until step `step` is done."""
     deadline = time.monotonic() + timeout_s
     seen = []
-    for line in proc.stderr:
+    for line in proc.stdout:
         seen.append(line)
-        if f" step {step}/" in line:
+        if line.startswith(f"pretrain: {step}/"):
             return seen
         if time.monotonic() > deadline:
             break
     proc.kill()
     raise AssertionError("trainer never reached step %d:\n%s" % (step, "".join(seen[-30:])))
+
+
+def _summary(workdir, worker=None):
+    name = "summary.json" if worker is None else f"summary_worker{worker}.json"
+    with open(os.path.join(workdir, name)) as f:
+        return json.load(f)
 
 
 def test_sigterm_saves_checkpoint_and_resume_is_exact(reference_run, tmp_path):
@@ -296,8 +389,10 @@ def test_sigterm_saves_checkpoint_and_resume_is_exact(reference_run, tmp_path):
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 0, stderr[-3000:]
-    summary = json.loads(stdout.strip().splitlines()[-1])
-    assert summary["interrupted"] is True and 1 <= summary["step"] < TOTAL_STEPS, summary
+    summary = _summary(workdir)
+    assert summary["interrupted"] is True and summary["signal"] == "SIGTERM", summary
+    assert 1 <= summary["step"] < TOTAL_STEPS, summary
+    assert f"pretrain: SIGTERM: saved {summary['checkpoint']} at step {summary['step']}" in stdout
     _, path = checkpoint_weights(workdir)
     assert path.endswith(f"ckpt-{summary['step']}")
     assert int(tf.train.load_checkpoint(path).get_tensor("global_step/.ATTRIBUTES/VARIABLE_VALUE")) == summary["step"]
@@ -328,20 +423,22 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
 
 # TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
 # float16 path runs compiled. float16 is the GPU setting; bfloat16 is the CPU/TPU one.
-@pytest.mark.parametrize("precision,jit", [("mixed_bfloat16", "false"),
-                                           pytest.param("mixed_float16", "true", marks=pytest.mark.slow)])
-def test_precision_switch(precision, jit, tmp_path):
+def _check_precision_run(precision, jit, workdir):
+    """Train 2 steps at `precision` and check the run: restored policy, dtypes, finite losses and weights,
+    low-precision embeddings pointing where the float32 ones do. Shared by the in-process float16 test
+    and the bfloat16 child process below."""
     cfg = load_config("tiny_cpu", RUN_OVERRIDES + [f"runtime.precision={precision}", "train.stop_after_steps=2",
                                                    f"runtime.jit_compile={jit}"])
-    result = trainer.train(cfg, str(tmp_path))
+    result = trainer.train(cfg, workdir)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
     conv = result.backbone.get_layer("stem_conv")
     assert conv.compute_dtype == precision.split("_")[1] and conv.kernel.dtype == "float32"
     assert result.model.output.dtype == "float32"
-    assert np.isfinite(list(read_scalars(str(tmp_path))["loss"].values())).all()
+    assert np.isfinite(list(read_scalars(workdir)["loss"].values())).all()
     assert all(np.isfinite(w.numpy()).all() for w in result.model.weights)
     # Numerics: with the same weights and input, the low-precision embeddings point where the float32 ones do.
     x = tf.random.stateless_uniform([4, 4, 32, 32, 3], seed=[1, 2])
+
     def forward(model):
         call = tf.function(lambda t: model(t, training=False), jit_compile=(jit == "true"))
         return call(x).numpy()
@@ -355,6 +452,63 @@ def test_precision_switch(precision, jit, tmp_path):
     assert cos.min() > 0.98, cos
     scale_var = [v for v in tf.train.load_checkpoint(result.checkpoint_path).get_variable_to_shape_map() if "scale" in v]
     assert bool(scale_var) == (precision == "mixed_float16")  # dynamic loss scale is checkpointed for fp16 only
+
+
+@pytest.mark.slow
+def test_precision_switch_float16(tmp_path):
+    _check_precision_run("mixed_float16", "true", str(tmp_path))
+
+
+def test_precision_switch_bfloat16(tmp_path):
+    """bfloat16 on CPU as the CLI runs it: the CLI's TensorFlow set-up (oneDNN's bfloat16 kernels off,
+    README "bfloat16 on CPU") before TensorFlow is imported, then a run with every weight finite and
+    embeddings close to float32's. In a child process, since this one imported TensorFlow long ago."""
+    code = ("import sys; sys.path.insert(0, 'tests')\n"
+            "from cvrl_fast import cli; cli._prepare_tensorflow(True, 'mixed_bfloat16')\n"
+            "import test_trainer; test_trainer._check_precision_run('mixed_bfloat16', 'false', sys.argv[1])\n"
+            "print('bfloat16 run ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
+    proc = subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert proc.returncode == 0 and "bfloat16 run ok" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_cli_turns_off_onednn_for_bfloat16(monkeypatch):
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    cli._prepare_tensorflow(True, "float32")
+    assert "TF_ENABLE_ONEDNN_OPTS" not in os.environ  # float32 keeps oneDNN where TF turns it on
+    cli._prepare_tensorflow(True, "mixed_bfloat16")
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "0"
+    monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", "1")  # a user's explicit choice is kept (and refused below)
+    cli._prepare_tensorflow(True, "mixed_bfloat16")
+    assert os.environ["TF_ENABLE_ONEDNN_OPTS"] == "1"
+
+
+def test_bfloat16_refused_where_onednn_bfloat16_kernels_run(tmp_path, monkeypatch):
+    """Where oneDNN's bfloat16 kernels would run the step (oneDNN on, a CPU with AVX-512: not this
+    machine, so the probe is stood in for), mixed_bfloat16 on CPU replicas is refused with the fix."""
+    monkeypatch.setattr(trainer, "onednn_bfloat16_active", lambda: True)
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["runtime.precision=mixed_bfloat16", "train.stop_after_steps=1"])
+    with pytest.raises(ValueError, match="oneDNN bfloat16 kernels.*TF_ENABLE_ONEDNN_OPTS=0"):
+        trainer.train(cfg, str(tmp_path))
+    assert not os.path.exists(os.path.join(tmp_path, "config.json"))
+
+
+def test_bfloat16_refused_where_onednn_bfloat16_kernels_run_fails_for_float32(tmp_path, monkeypatch):
+    """The refusal is for bfloat16 only: float32 runs on the same (stood-in) CPU."""
+    monkeypatch.setattr(trainer, "onednn_bfloat16_active", lambda: True)
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["train.stop_after_steps=1"]), str(tmp_path))
+    assert result.step == 1
+    trainer.check_precision("mixed_bfloat16", "GPU")  # GPU replicas never run oneDNN's kernels
+
+
+def test_onednn_bfloat16_probe_reads_this_process():
+    """The probe agrees with TensorFlow's own report of this process: oneDNN on or off, and the CPU."""
+    from tensorflow.python.util import _pywrap_util_port, _pywrap_utils
+
+    expect = _pywrap_util_port.IsMklEnabled() and _pywrap_utils.IsDataTypeSupportedByOneDNNOnThisCPU(
+        tf.bfloat16.as_datatype_enum)
+    assert trainer.onednn_bfloat16_active() is bool(expect)
 
 
 @pytest.mark.slow  # XLA compilation of the tiny step: ~30 s on 2 cores
@@ -391,7 +545,7 @@ def test_multi_worker_two_processes(reference_run, tmp_path):
     outs = [p.communicate(timeout=400) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    summaries = [_summary(str(tmp_path)), _summary(str(tmp_path), worker=1)]
     assert [s["step"] for s in summaries] == [steps, steps]
     ref = read_scalars(reference_run[0])["loss"]
     got = read_scalars(str(tmp_path))["loss"]  # the chief's log
@@ -408,11 +562,8 @@ def test_multi_worker_two_processes(reference_run, tmp_path):
 def test_train_with_pair_loader_resumes_exactly(tmp_path):
     """data.source != synthetic: the trainer reads cvrl_fast.data.pretrain_dataset and resumes it at the
     checkpointed step (start_batch), so the resumed run equals the uninterrupted one."""
-    clips = sorted(glob.glob(os.path.join(ROOT, ".cache", "clips", "*.mp4")))
-    if len(clips) < 4:
-        pytest.skip("run scripts/fetch_clips.py first")
-    overrides = RUN_OVERRIDES + ["data.source=videos", "data.sources=" + ",".join(clips),
-                                 f"data.num_train_videos={len(clips)}", "train.total_steps=3"]
+    clips = _clips()
+    overrides = RUN_OVERRIDES + ["data.sources=" + ",".join(clips), "train.total_steps=3"]
     full = trainer.train(load_config("tiny_cpu", overrides), str(tmp_path / "full"))
     assert full.step == 3 and np.isfinite(full.metrics["loss"])
     part = trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), str(tmp_path / "part"))
@@ -423,7 +574,7 @@ def test_train_with_pair_loader_resumes_exactly(tmp_path):
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
     state = tf.train.load_checkpoint(str(tmp_path / "part" / "checkpoints" / "ckpt-3"))
-    assert json.loads(state.get_tensor("loader_state/.ATTRIBUTES/VARIABLE_VALUE")) == {"source": "videos", "next_step": 3}
+    assert json.loads(state.get_tensor("loader_state/.ATTRIBUTES/VARIABLE_VALUE")) == {"source": "files", "next_step": 3}
 
 
 @pytest.mark.slow  # two TF processes: ~2 min on 2 cores
@@ -441,9 +592,162 @@ def test_multi_worker_sigterm_stops_all_workers(tmp_path):
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    summaries = [_summary(str(tmp_path)), _summary(str(tmp_path), worker=1)]
     assert summaries[0]["interrupted"] and summaries[1]["interrupted"], summaries
     step = summaries[0]["step"]
     assert summaries[1]["step"] == step and step % 2 == 0 and step < TOTAL_STEPS, summaries
     assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")).endswith(f"ckpt-{step}")
     assert tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints_worker1")).endswith(f"ckpt-{step}")
+
+
+# ------------------------------------------------------------------------------------------------
+# non-finite values, signals, the workdir's memory, the backbone export, quiet output
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind,what", [("loss", "a non-finite loss or gradient"), ("weights", "non-finite weights")])
+def test_nonfinite_stops_the_run_and_keeps_the_last_checkpoint(reference_run, tmp_path, kind, what):
+    """A NaN at step 6 stops the run there, naming the step; ckpt-4 (the last one saved) is untouched:
+    resuming from it (without the NaN) ends exactly where the uninterrupted run ends."""
+    workdir = str(tmp_path)
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES)
+    with pytest.raises(trainer.NonFiniteError, match=re.escape(
+            f"training stopped at step 6: {what} (nothing was saved after that step; the last checkpoint, "
+            f"{os.path.join(workdir, 'checkpoints', 'ckpt-4')} (step 4), is unchanged)")):
+        trainer.train(cfg, workdir, _test_nonfinite=(kind, 6))
+    assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")).endswith("ckpt-4")
+    assert sorted(p for p in os.listdir(os.path.join(workdir, "backbone")) if p.endswith(".index")) == ["backbone-4.index"]
+    weights, _ = checkpoint_weights(workdir)
+    assert all(np.isfinite(w).all() for w in weights.values() if w.dtype.kind == "f")
+    trainer.train(cfg, workdir)
+    ref_weights, _ = checkpoint_weights(reference_run[0])
+    weights, _ = checkpoint_weights(workdir)
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
+def test_nonfinite_stops_the_run_and_keeps_the_last_checkpoint_fails_before_any_checkpoint(tmp_path, capsys):
+    """A NaN on a checkpoint step is caught before that save; through the CLI it is one line and exit 1."""
+    with pytest.raises(trainer.NonFiniteError, match="at step 4: .*no checkpoint had been saved"):
+        trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), str(tmp_path / "a"), _test_nonfinite=("loss", 4))
+    assert tf.train.latest_checkpoint(str(tmp_path / "a" / "checkpoints")) is None
+    error = trainer.NonFiniteError("training stopped at step 3: a non-finite loss or gradient (...)")
+
+    def raise_nonfinite(cfg, workdir):
+        raise error
+
+    original = trainer.main_pretrain
+    trainer.main_pretrain = raise_nonfinite
+    try:
+        assert cli.main(["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path / "b")]) == 1
+    finally:
+        trainer.main_pretrain = original
+    assert capsys.readouterr().err.strip() == f"cvrl-fast pretrain: error: {error}"
+
+
+def test_sigint_saves_checkpoint_and_exits_cleanly(reference_run, tmp_path):
+    """Ctrl-C behaves like SIGTERM: a checkpoint at the end of the step, exit 0, no traceback; resume is exact."""
+    workdir = str(tmp_path)
+    proc = _start_cli(workdir)
+    _wait_for_step(proc, 2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+    summary = _summary(workdir)
+    assert summary["signal"] == "SIGINT" and 2 <= summary["step"] < TOTAL_STEPS, summary
+    assert f"pretrain: SIGINT: saved {summary['checkpoint']} at step {summary['step']}" in stdout
+    trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
+    weights, _ = checkpoint_weights(workdir)
+    ref_weights, _ = checkpoint_weights(reference_run[0])
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
+def test_sigint_saves_checkpoint_and_exits_cleanly_fails_on_a_second_ctrl_c(tmp_path):
+    """A second Ctrl-C ends the process at once (default action), without waiting for the save."""
+    proc = _start_cli(str(tmp_path), overrides=RUN_OVERRIDES + ["train.total_steps=1000"])
+    _wait_for_step(proc, 1)
+    proc.send_signal(signal.SIGINT)
+    for line in proc.stderr:  # the handler's notice: the first Ctrl-C has been taken
+        if line.startswith("pretrain: SIGINT"):
+            assert line == ("pretrain: SIGINT: saving a checkpoint after this step, then exiting "
+                            "(Ctrl-C again: exit at once)\n")
+            break
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, stderr = proc.communicate(timeout=60)
+    # The default action (killed by SIGINT) while the step or the save runs; 130 from the CLI if the save
+    # had finished and the trainer had already given SIGINT back to Python.
+    assert proc.returncode in (-signal.SIGINT, 130), stderr[-3000:]
+    assert time.monotonic() - t0 < 10 and "Traceback" not in stderr
+
+
+def test_workdir_remembers_its_config(tmp_path):
+    """Resuming with an incompatible config is an error before anything in the workdir changes; keys
+    that do not touch model, data or schedule (logging, checkpoint cadence) may change."""
+    workdir = str(tmp_path)
+    trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["train.stop_after_steps=2", "checkpoint.every_steps=2"]),
+                  workdir)
+    before = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(workdir) for p in fs}
+    for override, diff in [("model.width_multiplier=0.125", "model.width_multiplier: 0.0625 -> 0.125"),
+                           ("data.seed=3", "data.seed: 0 -> 3"), ("train.total_steps=20", "train.total_steps: 10 -> 20")]:
+        with pytest.raises(ValueError, match=re.escape(diff) + ".*--config " + re.escape(os.path.join(workdir, "config.json"))):
+            trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + [override]), workdir)
+    after = {p: os.path.getmtime(os.path.join(dp, p)) for dp, _, fs in os.walk(workdir) for p in fs}
+    assert after == before
+    # Compatible: other logging and checkpoint cadence; and the run's own config.json resumes it.
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["log.every_steps=5", "train.stop_after_steps=1"]),
+                           workdir)
+    assert (result.start_step, result.step) == (2, 3)
+    result = trainer.train(load_config(os.path.join(workdir, "config.json"), ["train.stop_after_steps=0"]), workdir)
+    assert result.step == TOTAL_STEPS
+
+
+def test_workdir_remembers_its_config_fails_for_a_workdir_without_a_run(tmp_path):
+    """No checkpoint yet: any config may start there (a run that never saved leaves nothing to resume)."""
+    workdir = str(tmp_path)
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+        json.dump(load_config("tiny_cpu", ["model.width_multiplier=0.125"]).to_dict(), f, default=list)
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["train.stop_after_steps=1"]), workdir)
+    assert result.step == 1
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["width_multiplier"] == 0.0625  # written once the run started
+
+
+def test_backbone_export_with_every_checkpoint(reference_run):
+    """WORKDIR/backbone/: backbone-N (official layout) for each kept checkpoint, the newest named by the
+    `checkpoint` file, model.json with the architecture; the export holds the trained backbone's weights."""
+    from cvrl_fast import checkpoints, models
+
+    workdir, result = reference_run
+    bdir = os.path.join(workdir, "backbone")
+    assert sorted(p for p in os.listdir(bdir) if p.endswith(".index")) == [
+        "backbone-10.index", "backbone-4.index", "backbone-8.index"]  # max_to_keep 3, like the checkpoints
+    assert tf.train.latest_checkpoint(bdir) == os.path.join(bdir, "backbone-10") == result.backbone_path
+    with open(os.path.join(bdir, "model.json")) as f:
+        spec = json.load(f)
+    assert spec == {"depth": 18, "width_multiplier": 0.0625, "bn_momentum": 0.9, "bn_epsilon": 1e-5}
+    bcfg = models.BackboneConfig(depth=spec["depth"], width_multiplier=spec["width_multiplier"])
+    loaded = checkpoints.load_official_backbone(tf.train.latest_checkpoint(bdir), config=bcfg)
+    for a, b in zip(loaded.weights, result.backbone.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+    keys = tf.train.load_checkpoint(os.path.join(bdir, "backbone-10")).get_variable_to_shape_map()
+    assert all(k.startswith(("backbone/layer_with_weights-", "_CHECKPOINTABLE_OBJECT_GRAPH", "save_counter"))
+               for k in keys), sorted(keys)[:5]
+
+
+def test_cli_output_is_quiet_and_readable(tmp_path):
+    """The CLI's output in a log: a banner, plain progress lines, an end line; no TF start-up noise, no
+    control characters."""
+    proc = _start_cli(str(tmp_path), overrides=RUN_OVERRIDES + ["train.total_steps=2"])
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    for noise in ("InitializeLog", "cudart_stub", "cuInit", "oneDNN custom operations"):
+        assert noise not in stderr, stderr
+    assert "\r" not in stdout and "\x1b" not in stdout and "\b" not in stdout
+    lines = stdout.splitlines()
+    assert lines[0] == f"pretrain: {tmp_path} (new run)"
+    assert lines[1].startswith("  data: synthetic videos (64 per epoch")
+    assert [line.split(",")[0] for line in lines if line.startswith("pretrain: ") and "/2 steps" in line] == [
+        "pretrain: 1/2 steps", "pretrain: 2/2 steps"]
+    assert lines[-1].startswith("pretrain: done: step 2/2")

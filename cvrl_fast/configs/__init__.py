@@ -3,16 +3,25 @@
 `Config` is a nested attribute dict with a fixed key set: `override("train.global_batch_size", "64")`
 parses the string by the type of the current value and rejects unknown keys, so a typo never passes
 silently (cvrl.md §10, pitfall 5). `load_config(path, ["key=value", ...])` loads a config file (or a name
-of a file in this package: "tiny_cpu", "k400_pretrain", "k600_pretrain") and applies overrides.
+of a file in this package: "tiny_cpu", "k400_pretrain", "k600_pretrain", or a run's config.json) and
+applies overrides.
 """
 from __future__ import annotations
 
 import ast
 import copy
 import importlib.util
+import json
 import os
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class ConfigKeyError(KeyError):
+    """An override names a key the config does not have (a typo is an error, never ignored)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
 
 
 class Config:
@@ -68,13 +77,13 @@ class Config:
         node = self
         for i, p in enumerate(parents):
             if p not in node._values or not isinstance(node._values[p], Config):
-                raise KeyError(f"unknown config key {'.'.join(parents[:i + 1])!r} in override {dotted_key!r}")
+                raise ConfigKeyError(f"unknown config key {'.'.join(parents[:i + 1])!r} in override {dotted_key!r}")
             node = node._values[p]
         if leaf not in node._values:
-            raise KeyError(f"unknown config key {dotted_key!r} (valid keys here: {sorted(node._values)})")
+            raise ConfigKeyError(f"unknown config key {dotted_key!r} (valid keys here: {sorted(node._values)})")
         current = node._values[leaf]
         if isinstance(current, Config):
-            raise KeyError(f"config key {dotted_key!r} is a section; override one of {sorted(current.keys())}")
+            raise ConfigKeyError(f"config key {dotted_key!r} is a section; override one of {sorted(current.keys())}")
         node._values[leaf] = _parse_like(current, value, dotted_key) if isinstance(value, str) else value
 
 
@@ -122,6 +131,13 @@ def load_config(path_or_name: str, overrides=()) -> Config:
             path = candidate
         else:
             raise FileNotFoundError(f"config {path_or_name!r}: no such file (built-ins: {builtin_configs()})")
+    if path.endswith(".json"):  # a run's own config.json (written by the trainer), to resume it as it was
+        try:
+            with open(path) as f:
+                cfg = Config(json.load(f))
+        except ValueError as e:
+            raise ValueError(f"config {path}: not valid JSON ({e})") from None
+        return _apply_overrides(cfg, overrides)
     spec = importlib.util.spec_from_file_location(f"cvrl_config_{abs(hash(path))}", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -133,6 +149,10 @@ def load_config(path_or_name: str, overrides=()) -> Config:
     cfg = module.get_config()
     if not isinstance(cfg, Config):
         cfg = Config(cfg)
+    return _apply_overrides(cfg, overrides)
+
+
+def _apply_overrides(cfg: Config, overrides) -> Config:
     for item in overrides:
         if "=" not in item:
             raise ValueError(f"config override {item!r}: expected key=value")

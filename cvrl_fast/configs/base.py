@@ -27,12 +27,16 @@ def get_config() -> Config:
             "init_backbone": "",          # optional official backbone checkpoint to start from
         },
         "data": {
-            "source": "synthetic",        # "synthetic" or anything cvrl_fast.data.pretrain_dataset accepts
-            "sources": (),                # paths / globs passed to cvrl_fast.data.pretrain_dataset
+            # What trains: the files of data.sources when it is set, synthetic data when it is empty.
+            # source is "auto" (that rule), "synthetic" (insists on synthetic data: sources must be
+            # empty) or a dataset name such as "kinetics400" (a label that insists on sources).
+            "source": "auto",
+            "sources": (),                # files, directories, globs, CSV/TXT lists or TFRecords
             "num_frames": 16,
             "frame_stride": 2,
             "image_size": 224,
-            "num_train_videos": 366_016,  # reference count, used for the step schedule (cvrl.md §5)
+            "num_train_videos": 0,        # epoch length of the step schedule; 0: the videos in data.sources
+            "synthetic_videos": 1024,     # epoch length of the synthetic stand-in
             "seed": 0,
             "prefetch": 2,
             # Every AugmentConfig field with its default (cvrl.md §1-§2); num_frames, frame_stride and
@@ -69,6 +73,6 @@ def get_config() -> Config:
         "log": {
             "every_steps": 10,
             "tensorboard": True,
-            "progress_bar": True,
+            "progress_bar": True,         # a bar when stdout is a terminal, else plain lines; false: plain lines
         },
     })

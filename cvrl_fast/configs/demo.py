@@ -33,11 +33,9 @@ def get_config() -> Config:
     cfg.model.width_multiplier = 0.25
     cfg.model.head_hidden_dim = 256
     cfg.model.head_output_dim = 64
-    cfg.data.source = "videos"
     cfg.data.num_frames = 8
     cfg.data.frame_stride = 2
     cfg.data.image_size = 48
-    cfg.data.num_train_videos = 240
     cfg.train.global_batch_size = 16
     cfg.train.epochs = 30.0
     cfg.train.warmup_epochs = 1.0
