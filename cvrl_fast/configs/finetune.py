@@ -1,6 +1,11 @@
 """Fine-tuning a CVRL backbone end to end (cvrl.md §6.2, the reference's generic UCF-101 recipe).
 
-    cvrl-fast finetune --backbone CKPT --train train.csv --val val.csv --workdir DIR [--config finetune]
+    cvrl-fast finetune --backbone RUN --train train.csv --val val.csv --workdir DIR [--config finetune]
+
+--backbone takes what linear-eval takes (a pretrain workdir, a training checkpoint, an official backbone).
+Writes DIR/predictions.csv, DIR/metrics.json, the fine-tuned backbone DIR/backbone/backbone-N (official
+layout, with model.json, so DIR is itself a valid --backbone) and the head DIR/classifier.npz (kernel,
+bias, class_names).
 
 32x224 clips at stride 2, batch 64, SGD Nesterov momentum 0.9, lr 0.8 (at batch 64), 5 warmup epochs then
 cosine over 100 epochs, L2 1e-4 * sum ||w||^2 / 2 on the backbone conv kernels, dropout 0.2 before the
