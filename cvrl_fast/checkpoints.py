@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import glob
 import json
 import os
 import re
@@ -338,9 +339,9 @@ def _resolve_prefix(given: str, prefix: str) -> ResolvedBackbone:
     keys = _checkpoint_shapes(prefix)
     here = os.path.dirname(prefix)
     if any(k.startswith(pfx + "layer_with_weights-") and k.endswith(SUFFIX) for pfx in PREFIXES for k in keys):
-        model_json = os.path.join(here, MODEL_JSON)
-        if os.path.isfile(model_json):
-            return ResolvedBackbone(given, prefix, read_model_json(model_json), "official", model_json)
+        spec = os.path.join(here, MODEL_JSON)
+        if os.path.isfile(spec):
+            return ResolvedBackbone(given, prefix, read_model_json(spec), "official", spec)
         run_config = os.path.join(os.path.dirname(here), CONFIG_JSON)
         if os.path.basename(here) == "backbone" and os.path.isfile(run_config):  # WORKDIR/backbone/backbone-N
             return ResolvedBackbone(given, prefix, _backbone_config_from_pretrain(_read_pretrain_config(run_config),
@@ -532,26 +533,37 @@ def _restore_training_backbone(r: ResolvedBackbone) -> dict[str, np.ndarray]:
     return {key: variables[target].numpy() for key, target in key_map(config=r.config).items()}
 
 
-def save_backbone_snapshot(backbone, directory: str, step: int, config: models.BackboneConfig | None = None) -> str:
+def model_json(cfg: models.BackboneConfig) -> dict:
+    """The architecture as `model.json` records it beside a backbone."""
+    return {"depth": cfg.depth, "width_multiplier": cfg.width_multiplier, "bn_momentum": cfg.bn_momentum,
+            "bn_epsilon": cfg.bn_epsilon}
+
+
+def save_backbone_snapshot(backbone, directory: str, step: int, config: models.BackboneConfig | None = None,
+                           max_to_keep: int | None = None) -> str:
     """Write `directory/backbone-{step}` in the official layout, `directory/model.json`, and the checkpoint-state
-    file so `tf.train.latest_checkpoint(directory)` is this backbone; returns the prefix.
+    file so `tf.train.latest_checkpoint(directory)` is this backbone; returns the prefix. With `max_to_keep`,
+    the oldest snapshots beyond that many are deleted (after the state file stops naming them).
 
     The state file names checkpoints relative to `directory` (the folder can be moved) and is written last,
-    by TF's atomic write, so a crash in between leaves the previous state pointing at complete files.
+    by an atomic rename, so a crash in between leaves the previous state pointing at complete files.
     """
     cfg = config or _backbone_config_of(backbone)
     os.makedirs(directory, exist_ok=True)
     name = f"backbone-{int(step)}"
     prefix = save_official_backbone(backbone, os.path.join(directory, name), config=cfg)
-    model = {"depth": cfg.depth, "width_multiplier": cfg.width_multiplier, "bn_momentum": cfg.bn_momentum,
-             "bn_epsilon": cfg.bn_epsilon}
     tmp = os.path.join(directory, f".{MODEL_JSON}.tmp{os.getpid()}")
     with open(tmp, "w") as f:
-        json.dump(model, f, indent=1)
+        json.dump(model_json(cfg), f, indent=1)
     os.replace(tmp, os.path.join(directory, MODEL_JSON))
     state = tf.train.get_checkpoint_state(directory)
-    previous = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else [])]
-    write_checkpoint_state(directory, [p for p in previous if p != name] + [name])
+    names = [os.path.basename(p) for p in (state.all_model_checkpoint_paths if state else []) if
+             os.path.basename(p) != name] + [name]
+    dropped, names = (names[:-max_to_keep], names[-max_to_keep:]) if max_to_keep else ([], names)
+    write_checkpoint_state(directory, names)
+    for old in dropped:
+        for f in glob.glob(glob.escape(os.path.join(directory, old)) + ".*"):
+            os.remove(f)
     return prefix
 
 

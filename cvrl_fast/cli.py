@@ -133,16 +133,20 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, parents=[common],
                            description="--config.KEY=VALUE overrides any config key; unknown keys are rejected")
         p.add_argument("--backbone", required=True,
-                       help="a pretrain workdir, a training checkpoint, or an official-layout backbone checkpoint")
+                       help="a pretrain workdir, a training checkpoint (ckpt-N), or an official backbone prefix; "
+                            "depth and width are read from the run")
         p.add_argument("--train", required=True, help="labelled videos: CSV/TXT list or class sub-directories")
         p.add_argument("--val", required=True, help="labelled held-out videos, same forms as --train")
-        p.add_argument("--workdir", required=True, help="metrics.json and predictions.csv go here")
+        p.add_argument("--workdir", required=True,
+                       help="metrics.json and predictions.csv go here" +
+                            (", and the fine-tuned backbone/ and classifier.npz" if finetuning else ""))
         p.add_argument("--config", default="finetune" if finetuning else "linear_eval")
         p.set_defaults(func=_cmd_linear_eval, finetuning=finetuning)
     p = sub.add_parser("extract", help="pooled backbone features per video, averaged over the 30 test views",
                        parents=[common])
     p.add_argument("--backbone", required=True,
-                   help="a pretrain workdir, a training checkpoint, or an official-layout backbone checkpoint")
+                   help="a pretrain workdir, a training checkpoint (ckpt-N), or an official backbone prefix; "
+                            "depth and width are read from the run")
     p.add_argument("--videos", required=True, help="videos: a list file, a directory or a glob")
     p.add_argument("--out", required=True, help="output .npz with features [N, D], paths and labels")
     p.add_argument("--config", default="linear_eval")

@@ -98,6 +98,11 @@ def plot_curves(scalars: dict, probe_losses: dict, out_png: str) -> None:
     plt.close(fig)
 
 
+def _percent(value: float) -> str:
+    """A table cell: NaN is a metric that does not apply (top-5 of 5 classes or fewer)."""
+    return "n/a" if value != value else f"{100 * value:.1f}%"
+
+
 def _start_afresh_unless_same_config(run_dir: str, cfg: Config) -> None:
     """The demo owns its workdir: a pretraining run left there by another config (an older demo, other
     overrides) is removed so the trainer starts afresh, instead of refusing to resume it. The same config
@@ -177,8 +182,8 @@ def run_demo(workdir: str = "demo_work", *, quick: bool = False, config: str = "
     minutes = (time.time() - t_start) / 60
     table = [
         ("backbone", "top-1", "top-5"),
-        ("CVRL pretrained", f"{100 * r_pre['top1']:.1f}%", f"{100 * r_pre['top5']:.1f}%"),
-        ("random init", f"{100 * r_rand['top1']:.1f}%", f"{100 * r_rand['top5']:.1f}%"),
+        ("CVRL pretrained", f"{100 * r_pre['top1']:.1f}%", _percent(r_pre["top5"])),
+        ("random init", f"{100 * r_rand['top1']:.1f}%", _percent(r_rand["top5"])),
     ]
     print()
     for row in table:

@@ -34,7 +34,7 @@ from tensorflow.core.framework import summary_pb2
 
 from . import models
 from ._progress import Progress
-from .checkpoints import load_official_backbone, save_official_backbone  # noqa: F401  (re-exported)
+from .checkpoints import load_official_backbone, save_backbone_snapshot, save_official_backbone  # noqa: F401
 from .configs import Config, load_config  # noqa: F401  (re-exported)
 from .losses import nt_xent_loss, weight_decay_loss  # noqa: F401  (re-exported)
 from .schedules import LARS, WarmupCosine, scaled_learning_rate, steps_for_epochs, warmup_steps_for
@@ -542,50 +542,6 @@ def write_json_atomic(path: str, value) -> None:
     os.replace(tmp, path)
 
 
-class BackboneExport:
-    """`WORKDIR/backbone/`: the backbone in the official layout at every checkpoint (`backbone-N`), the
-    newest named by a TF `checkpoint` file, and `model.json` with the architecture, so evaluation tools
-    take a pretrain workdir as --backbone and read depth and width from the run."""
-
-    def __init__(self, workdir: str, backbone, bcfg: models.BackboneConfig, max_to_keep: int):
-        self.dir = os.path.join(workdir, "backbone")
-        self.backbone, self.bcfg, self.max_to_keep = backbone, bcfg, max_to_keep
-        os.makedirs(self.dir, exist_ok=True)
-        write_json_atomic(os.path.join(self.dir, "model.json"), model_json(bcfg))
-
-    def save(self, step: int) -> str:
-        prefix = save_official_backbone(self.backbone, os.path.join(self.dir, f"backbone-{step}"), config=self.bcfg)
-        state = tf.train.get_checkpoint_state(self.dir)
-        earlier = [os.path.abspath(p) for p in (state.all_model_checkpoint_paths if state else [])]
-        kept = [p for p in earlier if p != os.path.abspath(prefix)] + [os.path.abspath(prefix)]
-        for old in kept[:-self.max_to_keep]:
-            for f in glob.glob(glob.escape(old) + ".*"):
-                os.remove(f)
-        kept = kept[-self.max_to_keep:]
-        write_checkpoint_state(self.dir, kept)
-        return prefix
-
-
-def write_checkpoint_state(directory: str, prefixes: list[str]) -> None:
-    """The `checkpoint` file TF's `latest_checkpoint(directory)` reads, newest last, with paths relative to
-    the directory (so the folder can be moved), written atomically."""
-    from google.protobuf import text_format
-    from tensorflow.python.training import checkpoint_state_pb2
-
-    names = [os.path.relpath(p, directory) for p in prefixes]
-    state = checkpoint_state_pb2.CheckpointState(model_checkpoint_path=names[-1], all_model_checkpoint_paths=names)
-    path = os.path.join(directory, "checkpoint")
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text_format.MessageToString(state))
-    os.replace(tmp, path)
-
-
-def model_json(bcfg: models.BackboneConfig) -> dict:
-    return {"depth": bcfg.depth, "width_multiplier": bcfg.width_multiplier, "bn_momentum": bcfg.bn_momentum,
-            "bn_epsilon": bcfg.bn_epsilon}
-
-
 # ================================================================================================
 # loop
 # ================================================================================================
@@ -726,8 +682,6 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     train_step = make_train_step(model, optimizer, strategy, temperature=cfg.train.temperature,
                                  weight_decay=cfg.train.weight_decay, jit_compile=jit,
                                  _test_nonfinite=_test_nonfinite)
-    export = (BackboneExport(workdir, backbone, backbone.cvrl_config, cfg.checkpoint.max_to_keep)
-              if is_chief else None)
 
     # The run starts here: record its config (resume checks it) and say what it does.
     if is_chief:
@@ -744,8 +698,9 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     def save(step: int) -> None:
         loader_state_var.assign(json.dumps(loaders[0].state()))
         last_saved["path"] = manager.save(checkpoint_number=step)
-        if export is not None:
-            last_saved["backbone"] = export.save(step)
+        if is_chief:  # the backbone in the official layout beside every checkpoint (README, "The workdir")
+            last_saved["backbone"] = save_backbone_snapshot(backbone, os.path.join(workdir, "backbone"), step,
+                                                            backbone.cvrl_config, cfg.checkpoint.max_to_keep)
         last_saved["step"] = step
 
     pending = []  # (step, flags) not yet checked: checking waits for the step, so it happens at log steps

@@ -667,8 +667,8 @@ def test_sigint_saves_checkpoint_and_exits_cleanly_fails_on_a_second_ctrl_c(tmp_
     makes each save take 20 s, so the second Ctrl-C surely lands while the first one's save runs."""
     code = ("import sys, time\n"
             "from cvrl_fast import cli, trainer\n"
-            "save = trainer.BackboneExport.save\n"
-            "trainer.BackboneExport.save = lambda self, step: (time.sleep(20), save(self, step))[1]\n"
+            "save = trainer.save_backbone_snapshot\n"
+            "trainer.save_backbone_snapshot = lambda *a: (time.sleep(20), save(*a))[1]\n"
             "sys.exit(cli.main(sys.argv[1:]))\n")
     args = ["pretrain", "--config", "tiny_cpu", "--workdir", str(tmp_path)]
     args += [f"--config.{o}" for o in RUN_OVERRIDES + ["train.total_steps=1000", "checkpoint.every_steps=1000"]]
