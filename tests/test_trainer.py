@@ -759,3 +759,19 @@ def test_cli_output_is_quiet_and_readable(tmp_path):
     assert [line.split(",")[0] for line in lines if line.startswith("pretrain: ") and "/2 steps" in line] == [
         "pretrain: 1/2 steps", "pretrain: 2/2 steps"]
     assert lines[-1].startswith("pretrain: done: step 2/2")
+
+
+def test_tensorboard_reads_the_training_logs(reference_run):
+    """The set-up installs TensorBoard (the README points to it), and its own reader finds every scalar."""
+    from tensorboard.backend.event_processing import event_accumulator
+
+    workdir, _ = reference_run
+    acc = event_accumulator.EventAccumulator(os.path.join(workdir, "tensorboard"))
+    acc.Reload()
+    # Tensor summaries marked for the scalars plugin (the form tf.summary.scalar writes).
+    tags = set(acc.Tags()["tensors"])
+    assert {"loss", "learning_rate", "contrastive_accuracy", "clips_per_second"} <= tags
+    assert all(acc.SummaryMetadata(t).plugin_data.plugin_name == "scalars" for t in tags)
+    ours = read_scalars(workdir)["loss"]
+    theirs = {e.step: float(tf.make_ndarray(e.tensor_proto)) for e in acc.Tensors("loss")}
+    assert theirs == pytest.approx(ours)
