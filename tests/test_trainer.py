@@ -308,6 +308,15 @@ def checkpoint_weights(workdir):
     return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map() if k.startswith("model/")}, path
 
 
+def assert_same_weights(workdir, ref_workdir):
+    """The latest checkpoints of two runs hold the same model variables, bit for bit."""
+    weights, _ = checkpoint_weights(workdir)
+    ref_weights, _ = checkpoint_weights(ref_workdir)
+    assert set(weights) == set(ref_weights)
+    for key in ref_weights:
+        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+
+
 @pytest.fixture(scope="module")
 def reference_run(tmp_path_factory):
     """The uninterrupted deterministic run every other run is compared with."""
@@ -344,15 +353,11 @@ def test_train_tiny_logs_and_checkpoints(reference_run):
 @pytest.mark.slow  # the SIGTERM test below covers exact resume in the default run
 def test_exact_resume_in_process(reference_run, tmp_path):
     """Stop after 3 steps (checkpoint), start again: same weights as the uninterrupted run, bit for bit."""
-    ref_weights, _ = checkpoint_weights(reference_run[0])
     first = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES + ["train.stop_after_steps=3"]), str(tmp_path))
     assert first.step == 3
     second = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), str(tmp_path))
     assert second.step == TOTAL_STEPS
-    weights, _ = checkpoint_weights(str(tmp_path))
-    assert set(weights) == set(ref_weights)
-    for key in ref_weights:
-        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+    assert_same_weights(str(tmp_path), reference_run[0])
 
 
 def _start_cli(workdir, extra=(), env=None, overrides=RUN_OVERRIDES):
@@ -399,10 +404,7 @@ def test_sigterm_saves_checkpoint_and_resume_is_exact(reference_run, tmp_path):
     # Resume to the end: identical to the uninterrupted run.
     result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
     assert result.step == TOTAL_STEPS
-    weights, _ = checkpoint_weights(workdir)
-    ref_weights, _ = checkpoint_weights(reference_run[0])
-    for key in ref_weights:
-        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+    assert_same_weights(workdir, reference_run[0])
 
 
 @pytest.mark.slow
@@ -415,10 +417,7 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
     proc.communicate(timeout=60)
     assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
     trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
-    weights, _ = checkpoint_weights(workdir)
-    ref_weights, _ = checkpoint_weights(reference_run[0])
-    for key in ref_weights:
-        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+    assert_same_weights(workdir, reference_run[0])
 
 
 # TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
@@ -618,10 +617,7 @@ def test_nonfinite_stops_the_run_and_keeps_the_last_checkpoint(reference_run, tm
     weights, _ = checkpoint_weights(workdir)
     assert all(np.isfinite(w).all() for w in weights.values() if w.dtype.kind == "f")
     trainer.train(cfg, workdir)
-    ref_weights, _ = checkpoint_weights(reference_run[0])
-    weights, _ = checkpoint_weights(workdir)
-    for key in ref_weights:
-        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+    assert_same_weights(workdir, reference_run[0])
 
 
 def test_nonfinite_stops_the_run_and_keeps_the_last_checkpoint_fails_before_any_checkpoint(tmp_path, capsys):
@@ -656,10 +652,7 @@ def test_sigint_saves_checkpoint_and_exits_cleanly(reference_run, tmp_path):
     assert summary["signal"] == "SIGINT" and 2 <= summary["step"] < TOTAL_STEPS, summary
     assert f"pretrain: SIGINT: saved {summary['checkpoint']} at step {summary['step']}" in stdout
     trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
-    weights, _ = checkpoint_weights(workdir)
-    ref_weights, _ = checkpoint_weights(reference_run[0])
-    for key in ref_weights:
-        np.testing.assert_array_equal(weights[key], ref_weights[key], err_msg=key)
+    assert_same_weights(workdir, reference_run[0])
 
 
 def test_sigint_saves_checkpoint_and_exits_cleanly_fails_on_a_second_ctrl_c(tmp_path):
