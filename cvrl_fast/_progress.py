@@ -108,7 +108,7 @@ class Progress:
                 self.stream.write("\n")
                 self._shown = False
                 self.stream.flush()
-        elif self._done != self._printed:
+        elif self._done != self._printed and self._done > 0:  # nothing done: nothing to report
             self._line(time.monotonic())
 
     def __enter__(self) -> "Progress":

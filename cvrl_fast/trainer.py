@@ -458,6 +458,21 @@ class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss, gradient or weight; nothing was saved after the last good step."""
 
 
+class InputError(RuntimeError):
+    """The training data ran out of usable videos (every source failed to decode, or too many in a row)."""
+
+
+def _loader_failure(e: "tf.errors.OpError") -> str | None:
+    """The C++ loader's own error, unwrapped from TensorFlow's: the loader runs inside tf.data
+    (`from_generator`), so its RuntimeError reaches the loop as an OpError whose text holds
+    "RuntimeError: PairLoader: ..." among TF's node and op annotations. None for any other error."""
+    for line in str(e.message).splitlines():
+        _, marker, rest = line.partition("RuntimeError: PairLoader: ")
+        if marker:
+            return rest.strip()
+    return None
+
+
 def write_scalar(name: str, value: float, step: int) -> None:
     """A TensorBoard scalar via core TF's tf.summary.write, so the `tensorboard` package is not needed
     to write logs (tf.summary.scalar lives in it). The metadata marks it for the scalars plugin."""
@@ -729,7 +744,13 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
         with Interrupts() as signals, writer.as_default():
             while step < stop_at:
                 t0 = time.perf_counter()
-                batch = next(iterator)
+                try:
+                    batch = next(iterator)
+                except tf.errors.OpError as e:
+                    reason = _loader_failure(e)
+                    if reason is None:
+                        raise
+                    raise InputError(f"training stopped at step {step + 1}: data.sources: {reason}") from None
                 window_wait += time.perf_counter() - t0
                 with tf.profiler.experimental.Trace("train_step", step_num=step, _r=1):  # NVTX range on GPU
                     out = train_step(batch)

@@ -96,3 +96,12 @@ def test_pretrain_then_evaluate_extract_finetune_fails(user_dir):
                        "--config.data.sourcez=videos", expect_rc=2)
     assert "unknown config key 'data.sourcez'" in err and len(err.strip().splitlines()) == 1
     assert not (user_dir / "run").exists() and not (user_dir / "le").exists()
+    # A folder where nothing decodes: the count once, in one line, exit 1 (the run could not go on).
+    (user_dir / "broken").mkdir()
+    for name in ("a.mp4", "b.mp4", "c.mp4", "d.mp4"):
+        os.symlink(user_dir / "videos/train/city/notes.mp4", user_dir / "broken" / name)
+    _, err = cvrl_fast(user_dir, "pretrain", "--config", "tiny_cpu", "--workdir", "run2",
+                       "--config.data.sources=broken", expect_rc=1)
+    errors = [line for line in err.splitlines() if line.startswith("cvrl-fast pretrain: error:")]
+    assert len(errors) == 1 and "every one of the 4 sources failed to decode" in errors[0], err
+    assert err.count("4 sources") == 1 and not (user_dir / "run2" / "checkpoints").exists()
