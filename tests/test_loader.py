@@ -650,10 +650,9 @@ def test_batches_stay_valid_after_close_over_many_cycles(media):
         else:
             ld.close()
         del ld  # drops the last reference to the native loader and its buffer pool
-    gc_arrays = [PairLoader(paths, batch_size=2, seed=99, num_threads=2, config=SMALL) for _ in range(2)]
-    for ld in gc_arrays:  # new loaders reuse freed memory if a kept buffer had been released
-        next(ld)
-        ld.close()
+    for seed in (98, 99):  # fresh loaders would reuse the memory of a kept buffer that had been freed
+        with PairLoader(paths, batch_size=2, seed=seed, num_threads=2, config=SMALL) as ld:
+            next(ld)
     for b, c in zip(kept, copies):
         for k in c:
             np.testing.assert_array_equal(b[k], c[k])
