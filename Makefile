@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Serialise concurrent rebuilds of the extension (several shells may call `make build`).
 LOCK := flock $(CURDIR)/.build.lock
 
-.PHONY: setup apt venv build test test-all bench bench-baseline demo clean
+.PHONY: setup apt venv build test test-all test-asan asan-build bench bench-baseline demo clean
 
 setup: apt venv build
 
@@ -44,6 +44,29 @@ test-all: setup
 	$(PY) scripts/fetch_clips.py
 	$(PY) -m pytest -q -m ""
 
+# The loader and decoder tests against an AddressSanitizer + UBSan build of the extension: its own venv
+# ($(ASAN_VENV), which sees the project venv's packages through a .pth file) and build dir (build/asan),
+# so the normal build is untouched. The ASan runtime is preloaded into Python (and so into the tests'
+# child processes, whose stderr the tests check for sanitizer reports); TensorFlow leaks, so leak
+# detection is off; UBSan stops at its first report.
+ASAN_VENV ?= .venv-asan
+ASAN_PY := $(ASAN_VENV)/bin/python
+ASAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+ASAN_RUNTIME = $(shell gcc -print-file-name=libasan.so):$(shell gcc -print-file-name=libubsan.so)
+
+asan-build: venv
+	@[ -x $(ASAN_PY) ] || $(PY) -m venv $(ASAN_VENV)
+	@$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
+	  "$$($(ASAN_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/cvrl_project_venv.pth"
+	@$(LOCK) $(ASAN_PY) -m pip install -q -e . --no-deps --no-build-isolation -Cbuild-dir=build/asan \
+	  -Ccmake.build-type=RelWithDebInfo "-Ccmake.define.CMAKE_CXX_FLAGS=$(ASAN_FLAGS)" \
+	  "-Ccmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=address,undefined"
+
+test-asan: asan-build
+	$(PY) scripts/fetch_clips.py
+	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(ASAN_PY) -m pytest -q -p no:cacheprovider tests/test_loader.py tests/test_video_reader.py
+
 # Benchmarks are pytest-benchmark suites (bench_*.py). A stored baseline (benchmarks/baselines/, made on
 # this project's 2-core machine by `make bench-baseline`) turns them into a gate: `make bench` fails when a
 # benchmark's median is more than BENCH_MARGIN slower than the baseline's.
@@ -66,4 +89,4 @@ demo: setup
 	$(PY) -m cvrl_fast.cli demo --workdir demo_work
 
 clean:
-	rm -rf build $(VENV) .pytest_cache
+	rm -rf build $(VENV) $(ASAN_VENV) .pytest_cache

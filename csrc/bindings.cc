@@ -9,8 +9,12 @@
 
 #include <algorithm>
 #include <cstring>
+#include <exception>
+#include <limits>
+#include <memory>
 #include <optional>
 #include <tuple>
+#include <type_traits>
 
 #include "build_info.h"
 #include "jpeg_decode.h"
@@ -364,13 +368,43 @@ PYBIND11_MODULE(_C, m) {
         py::arg("float_output") = false);
 
     // Hands a batch buffer to NumPy without a copy: the array's base capsule owns a reference to it.
-    auto to_array = [](const std::shared_ptr<uint8_t>& buf, int rows, const cvrl::AugmentSettings& s, bool fp) {
-      auto* holder = new std::shared_ptr<uint8_t>(buf);
-      py::capsule owner(holder, [](void* p) { delete static_cast<std::shared_ptr<uint8_t>*>(p); });
+    // The shape comes from the loader itself, so an array can never be larger than its buffer.
+    auto to_array = [](const std::shared_ptr<uint8_t>& buf, int rows, const cvrl::PairLoader& loader) {
+      auto holder = std::make_unique<std::shared_ptr<uint8_t>>(buf);
+      py::capsule owner(holder.get(), [](void* p) { delete static_cast<std::shared_ptr<uint8_t>*>(p); });
+      holder.release();  // owned by the capsule from here on
+      const cvrl::AugmentSettings& s = loader.settings();
       const std::vector<py::ssize_t> shape = {rows, s.num_frames, s.crop_size, s.crop_size, 3};
-      if (fp) return py::array(py::array_t<float>(shape, reinterpret_cast<float*>(buf.get()), owner));
+      if (loader.float_output()) return py::array(py::array_t<float>(shape, reinterpret_cast<float*>(buf.get()), owner));
       return py::array(py::array_t<uint8_t>(shape, buf.get(), owner));
     };
+    // Runs f() without the GIL and takes the GIL back in plain code, not in a destructor as
+    // py::gil_scoped_release does: once interpreter finalization has begun, CPython (3.11 to 3.13)
+    // ends any other thread that takes the GIL back with pthread_exit, and a forced unwind that starts
+    // inside a (noexcept) destructor is std::terminate, which aborts the whole process at exit. From
+    // plain code it unwinds this frame and the thread just ends.
+    auto without_gil = [](auto&& f) {
+      using R = decltype(f());
+      std::exception_ptr error;
+      std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
+      PyThreadState* state = PyEval_SaveThread();
+      try {
+        if constexpr (std::is_void_v<R>) {
+          f();
+          result.emplace(true);
+        } else {
+          result.emplace(f());
+        }
+      } catch (...) {  // rethrown below, once this thread holds the GIL again
+        error = std::current_exception();
+      }
+      PyEval_RestoreThread(state);
+      if (error) std::rethrow_exception(error);
+      if constexpr (!std::is_void_v<R>) return std::move(*result);
+    };
+    // Python runs signal handlers in the main thread only (looked up per call: a fork from another
+    // thread makes that thread the child's main thread).
+    py::object main_thread = py::module_::import("threading").attr("main_thread");
     py::class_<cvrl::PairLoader>(m, "PairLoader")
         .def(py::init([](std::vector<cvrl::SourceRef> sources, const cvrl::AugmentSettings& s, int batch_size,
                          uint64_t seed, int num_threads, bool shuffle, int64_t epochs, int prefetch_batches,
@@ -395,29 +429,35 @@ PYBIND11_MODULE(_C, m) {
              py::arg("start_batch"), py::arg("drop_remainder"), py::arg("max_retries"), py::arg("log_skips"))
         .def(
             "next",
-            [to_array](cvrl::PairLoader& self, const cvrl::AugmentSettings& s, bool fp) -> py::object {
-              // Wait in short slices so Ctrl-C (KeyboardInterrupt) is honoured while blocked.
+            [to_array, without_gil, main_thread](cvrl::PairLoader& self) -> py::object {
+              // The main thread waits in short slices and runs signal handlers between them, so Ctrl-C
+              // (KeyboardInterrupt) is honoured while blocked. No other thread can run them: those wait
+              // without the GIL until a batch, the end, an error or close() (which wakes them) rather
+              // than taking the GIL back ten times a second, which at interpreter exit ends the thread.
+              const bool is_main = PyThread_get_thread_ident() == main_thread().attr("ident").cast<unsigned long>();
+              const double slice = is_main ? 0.1 : std::numeric_limits<double>::infinity();
               while (true) {
                 std::pair<std::optional<cvrl::LoadedBatch>, bool> r;
                 {
-                  py::gil_scoped_release release;
-                  r = self.next(0.1);
+                  // Held until this thread has the GIL again: close() waits for it (see Caller).
+                  cvrl::PairLoader::Caller caller(self);
+                  r = without_gil([&] { return self.next(slice); });
                 }
                 if (r.second) {
-                  if (!r.first) return py::none();
+                  if (!r.first) return py::none();  // end of the data, or closed
                   const cvrl::LoadedBatch& b = *r.first;
-                  return py::make_tuple(to_array(b.views[0], b.size, s, fp), to_array(b.views[1], b.size, s, fp),
+                  return py::make_tuple(to_array(b.views[0], b.size, self), to_array(b.views[1], b.size, self),
                                         py::array_t<int64_t>(b.index.size(), b.index.data()),
                                         py::array_t<int64_t>(b.epoch.size(), b.epoch.data()), b.batch_index);
                 }
-                if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+                if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // no Caller held here
               }
             },
-            py::arg("settings"), py::arg("float_output"))
-        .def("close", [](cvrl::PairLoader& self) {
-          py::gil_scoped_release release;
-          self.close();
-        })
+            "The next batch (view1, view2, index, epoch, batch_index), or None at the end of the data or once "
+            "closed (also when close() is called by another thread while this one waits).")
+        .def("close", [without_gil](cvrl::PairLoader& self) { without_gil([&] { self.close(); }); },
+             "Stops and joins the workers (thread-safe, idempotent); batches already returned stay valid.")
+        .def_property_readonly("closed", &cvrl::PairLoader::closed)
         .def("next_batch", &cvrl::PairLoader::next_batch)
         .def("num_sources", &cvrl::PairLoader::num_sources)
         .def("stats", [](const cvrl::PairLoader& self) {

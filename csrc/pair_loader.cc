@@ -227,23 +227,53 @@ PairLoader::PairLoader(std::vector<SourceRef> sources, const AugmentSettings& se
                                        2 * static_cast<size_t>(options_.prefetch_batches) + 4);
   bad_.reset(new std::atomic<uint8_t>[static_cast<size_t>(n)]());
   threads_.reserve(options_.num_threads);
-  for (int t = 0; t < options_.num_threads; ++t) threads_.emplace_back(&PairLoader::worker_main, this, t);
+  try {
+    for (int t = 0; t < options_.num_threads; ++t) threads_.emplace_back(&PairLoader::worker_main, this, t);
+  } catch (...) {
+    close();  // no destructor runs for a constructor that throws: join the threads already started
+    throw;
+  }
 }
 
 PairLoader::~PairLoader() { close(); }
 
 void PairLoader::close() {
+  // Two threads must never join (or clear) threads_ at once: concurrent joins of one std::thread are
+  // undefined (in practice both block forever), and clearing in_flight_ before every worker is joined
+  // would let a worker write its row into a freed batch. The second caller waits here until the
+  // first is done, so every close() returns with the workers joined.
+  std::lock_guard<std::mutex> closing(close_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
   }
   work_cv_.notify_all();
-  ready_cv_.notify_all();
+  ready_cv_.notify_all();  // waiting next() calls return end of data
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
+  std::unique_lock<std::mutex> lock(mu_);
+  in_flight_.clear();  // unfinished batches only: batches handed out own their buffers
+  // Bounded, so a Caller stuck elsewhere cannot hang close(); the ordering it buys is best effort.
+  callers_cv_.wait_for(lock, std::chrono::seconds(5), [&] { return callers_ == 0; });
+}
+
+bool PairLoader::closed() const {
   std::lock_guard<std::mutex> lock(mu_);
-  in_flight_.clear();
+  return stop_;
+}
+
+PairLoader::Caller::Caller(PairLoader& loader) : loader_(loader) {
+  std::lock_guard<std::mutex> lock(loader_.mu_);
+  ++loader_.callers_;
+}
+
+PairLoader::Caller::~Caller() {
+  {
+    std::lock_guard<std::mutex> lock(loader_.mu_);
+    --loader_.callers_;
+  }
+  loader_.callers_cv_.notify_all();
 }
 
 const std::vector<int64_t>& PairLoader::permutation(int64_t epoch) {
@@ -375,6 +405,10 @@ void PairLoader::worker_main(int thread_index) {
 }
 
 std::pair<std::optional<LoadedBatch>, bool> PairLoader::next(double timeout_seconds) {
+  if (!(timeout_seconds >= 0)) {  // also NaN
+    throw std::invalid_argument("PairLoader::next: timeout_seconds = " + std::to_string(timeout_seconds) +
+                                " must be >= 0");
+  }
   const auto t0 = Clock::now();
   NvtxRange range("wait_batch");  // the consumer waiting until every row of its batch is filled
   std::unique_lock<std::mutex> lock(mu_);
@@ -384,11 +418,17 @@ std::pair<std::optional<LoadedBatch>, bool> PairLoader::next(double timeout_seco
     auto it = in_flight_.find(consumer_batch_);
     return it != in_flight_.end() && it->second->remaining == 0;
   };
-  const bool done = ready_cv_.wait_for(lock, std::chrono::duration<double>(timeout_seconds), ready);
+  bool done = true;
+  // A steady_clock deadline this far out would overflow: wait without one.
+  if (timeout_seconds > 1e9) ready_cv_.wait(lock, ready);
+  else done = ready_cv_.wait_for(lock, std::chrono::duration<double>(timeout_seconds), ready);
   stats_.wait_seconds += seconds_since(t0);
   if (!done) return {std::nullopt, false};
+  // Closed (before or during this call): the end of the data. close() is how a consumer says it
+  // wants no more batches, and a thread still waiting (tf.data's generator thread when the
+  // interpreter exits) must get an ordinary end, not an error.
+  if (stop_) return {std::nullopt, true};
   if (error_) std::rethrow_exception(error_);
-  if (stop_) throw std::runtime_error("PairLoader: next() called after close()");
   if (consumer_batch_ * batch >= end_slot_) return {std::nullopt, true};
   auto it = in_flight_.find(consumer_batch_);
   LoadedBatch out = std::move(it->second->batch);

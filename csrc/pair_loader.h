@@ -94,6 +94,8 @@ struct LoadedBatch {
   std::vector<int64_t> epoch;         // epoch per row
 };
 
+// Thread safety: next(), close(), stats() and next_batch() may be called from any threads at once.
+// The destructor must not race with other calls (it closes first, like close()).
 class PairLoader {
  public:
   PairLoader(std::vector<SourceRef> sources, const AugmentSettings& settings, const LoaderOptions& options);
@@ -102,13 +104,37 @@ class PairLoader {
   PairLoader& operator=(const PairLoader&) = delete;
 
   // Waits up to timeout_seconds for the next batch. Returns {batch, true}; {nullopt, true} at the end
-  // of the data; {nullopt, false} on timeout. Rethrows a fatal worker error (e.g. every source failed).
+  // of the data, and once close() has been called (also by another thread while this one waits: a
+  // closed loader has no more batches); {nullopt, false} on timeout. Rethrows a fatal worker error
+  // (e.g. every source failed). timeout_seconds = infinity waits until one of those happens.
   std::pair<std::optional<LoadedBatch>, bool> next(double timeout_seconds);
-  void close();  // stops and joins the workers; idempotent
+  // Stops and joins the workers, then waits (up to a few seconds) until every Caller is gone.
+  // Idempotent and thread-safe: concurrent calls all return only once the workers are joined. Batches
+  // already handed out stay valid (their buffers are shared_ptrs). Must not be called by a thread that
+  // holds a Caller of this loader.
+  void close();
+  bool closed() const;
   LoaderStats stats() const;
   int64_t next_batch() const;  // batches consumed so far + start_batch: the resume point
   int64_t num_sources() const { return static_cast<int64_t>(sources_.size()); }
   size_t sample_bytes() const { return sample_bytes_; }
+  const AugmentSettings& settings() const { return settings_; }
+  bool float_output() const { return options_.float_output; }
+
+  // Marks a thread that is using the loader from outside, for longer than a next() call: the Python
+  // binding holds one from before it releases the GIL for next() until it holds the GIL again. close()
+  // waits for them, so a thread that close() wakes is back with its caller (a thread that takes the
+  // GIL back after interpreter finalization began is ended by CPython) before close() returns.
+  class Caller {
+   public:
+    explicit Caller(PairLoader& loader);
+    ~Caller();
+    Caller(const Caller&) = delete;
+    Caller& operator=(const Caller&) = delete;
+
+   private:
+    PairLoader& loader_;
+  };
 
  private:
   struct InFlight {
@@ -126,9 +152,11 @@ class PairLoader {
   size_t sample_bytes_ = 0;
   std::shared_ptr<BufferPool> pool_;
 
+  std::mutex close_mu_;  // serialises close(): one caller joins the threads, the others wait for it
   mutable std::mutex mu_;
-  std::condition_variable work_cv_, ready_cv_;
+  std::condition_variable work_cv_, ready_cv_, callers_cv_;
   bool stop_ = false;
+  int callers_ = 0;  // live Caller objects
   int64_t next_slot_ = 0, end_slot_ = 0, consumer_batch_ = 0;
   std::map<int64_t, std::unique_ptr<InFlight>> in_flight_;
   std::map<int64_t, std::vector<int64_t>> perms_;

@@ -172,7 +172,9 @@ _LIVE_LOADERS: "weakref.WeakSet[PairLoader]" = weakref.WeakSet()
 
 
 @atexit.register
-def _close_all_loaders():  # stop C++ threads before interpreter teardown
+def _close_all_loaders():
+    # Join the C++ workers before interpreter teardown, and wake any thread blocked in next() (tf.data's
+    # generator thread) while the interpreter can still take it back: it gets the end of the data.
     for loader in list(_LIVE_LOADERS):
         loader.close()
 
@@ -185,6 +187,11 @@ class PairLoader:
     endless (or `epochs`-long) sequence of per-epoch shuffled sources; every pixel is a pure function
     of (seed, epoch, source id), whatever the thread count or batch size. A source that fails to decode
     is skipped (logged once, counted in `.stats`) and replaced by a deterministic random draw.
+
+    `close()` (also `with`, and at interpreter exit) may be called from any thread, also while another
+    thread waits in `next()`: a closed loader is exhausted, so that `next()` (before or during the
+    close) raises StopIteration, as for a closed generator. Batches already returned stay valid after
+    close: their arrays own their buffers.
     """
 
     def __init__(self, sources, *, batch_size: int, seed: int, num_threads: Optional[int] = None,
@@ -231,11 +238,12 @@ class PairLoader:
         return self
 
     def __next__(self) -> dict:
-        if self._native_loader is None:
+        loader = self._native_loader  # read once: close() on another thread may reset it meanwhile
+        if loader is None:
             raise StopIteration
         with annotate("next_batch"):
-            out = self._native_loader.next(self._settings, self._fp)
-        if out is None:
+            out = loader.next()
+        if out is None:  # the end of the data, or closed (before or while this call waited)
             raise StopIteration
         view1, view2, index, _epoch, _batch = out
         return {"view1": view1, "view2": view2, "index": index}
@@ -260,7 +268,12 @@ class PairLoader:
         return dict(self._identity, next_batch=self._native_loader.next_batch())
 
     def close(self) -> None:
-        """Stops and joins the worker threads; idempotent."""
+        """Stops and joins the worker threads; idempotent and thread-safe. A `next()` waiting in another
+        thread then raises StopIteration."""
+        # Take the handle first, so a close() that finds one in progress returns at once. That is what
+        # tf.data needs at interpreter exit: the atexit close wakes the generator thread, whose
+        # `finally: loader.close()` must not wait for the join, so that the thread (and tf.data's
+        # finalize call after it) is out of Python before the interpreter starts finalizing.
         loader, self._native_loader = self._native_loader, None
         if loader is not None:
             loader.close()
@@ -273,7 +286,5 @@ class PairLoader:
         self.close()
 
     def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
+        # An error here is reported by Python as "Exception ignored in ... __del__", not hidden.
+        self.close()

@@ -62,6 +62,9 @@ def pretrain_dataset(sources, *, batch_size: int, seed: int, input_context=None,
                     out["index"] = batch["index"]
                 yield out
         finally:
+            # Also reached when another thread (the atexit hook at interpreter exit) closed the loader
+            # while this generator waited in next(), which then ended the iteration: a no-op that
+            # returns at once, so that tf.data is out of Python before the interpreter finalizes.
             loader.close()
 
     dtype = tf.float32 if fp else tf.uint8

@@ -10,6 +10,7 @@
   `ffmpeg -noautorotate -i X -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -` yields, as uint8
   [N, H, W, 3]; `size=(h, w)` adds a bilinear `scale` (the one-pass resize cvrl_fast claims to match).
 * `ffprobe_frame_times(path)`: best-effort timestamps (seconds) of every decoded frame, per ffprobe.
+* `asan_active()`: whether the tests run under AddressSanitizer (`make test-asan`).
 """
 from __future__ import annotations
 
@@ -175,6 +176,13 @@ def clip_dir() -> pathlib.Path:
     finally:
         sys.path.pop(0)
     return fetch_clips.fetch()
+
+
+def asan_active() -> bool:
+    """Whether this process runs under AddressSanitizer (`make test-asan` preloads its runtime). Its
+    quarantine keeps freed memory resident, so resident-memory leak checks mean nothing there."""
+    with open("/proc/self/maps") as f:
+        return "libasan" in f.read()
 
 
 def gil_gap_check(call) -> tuple[float, float]:
