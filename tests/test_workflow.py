@@ -105,3 +105,42 @@ def test_pretrain_then_evaluate_extract_finetune_fails(user_dir):
     errors = [line for line in err.splitlines() if line.startswith("cvrl-fast pretrain: error:")]
     assert len(errors) == 1 and "every one of the 4 sources failed to decode" in errors[0], err
     assert err.count("4 sources") == 1 and not (user_dir / "run2" / "checkpoints").exists()
+
+
+def _interrupt_trials(clip_dir, workdir, trials, seed):
+    """Train on real clips in one workdir; each trial resumes the last one, is interrupted with Ctrl-C at a
+    random moment after a step, and must exit 0 without a traceback having saved where it stopped."""
+    import random
+    import signal
+    import time
+
+    rng = random.Random(seed)
+    args = [sys.executable, "-m", "cvrl_fast.cli", "pretrain", "--config", "tiny_cpu", "--workdir", str(workdir),
+            f"--config.data.sources={clip_dir}", "--config.model.depth=18", "--config.train.total_steps=1000",
+            "--config.checkpoint.every_steps=1000"]
+    last = 0
+    for trial in range(trials):
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        target = last + 1 + rng.randrange(2)
+        for line in proc.stdout:
+            if line.startswith(f"pretrain: {target}/"):
+                break
+        time.sleep(rng.uniform(0.0, 1.5))  # into the next step, the input wait or the loader's work
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, f"trial {trial}: rc {proc.returncode}\n{err[-3000:]}"
+        for bad in ("Traceback", "free()", "terminate called", "Segmentation", "Aborted", "AddressSanitizer"):
+            assert bad not in err, f"trial {trial}: {err[-3000:]}"
+        summary = json.load(open(workdir / "summary.json"))
+        assert summary["signal"] == "SIGINT" and summary["start_step"] == last and summary["step"] >= target, summary
+        assert summary["checkpoint"].endswith(f"ckpt-{summary['step']}"), summary
+        last = summary["step"]
+
+
+def test_ctrl_c_on_a_real_video_run_saves_and_resumes_every_time(clip_dir, tmp_path):
+    _interrupt_trials(clip_dir, tmp_path / "run", trials=5, seed=0)
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_real_video_run_saves_and_resumes_every_time_many(clip_dir, tmp_path):
+    _interrupt_trials(clip_dir, tmp_path / "run", trials=20, seed=1)
