@@ -20,7 +20,8 @@ from ._loader import PairLoader, _check_dtype
 def pretrain_dataset(sources, *, batch_size: int, seed: int, input_context=None,
                      config: Optional[AugmentConfig] = None, num_threads: Optional[int] = None,
                      shuffle: bool = True, epochs: Optional[int] = None, start_batch: int = 0,
-                     prefetch_batches: int = 2, output_dtype=np.uint8, include_index: bool = False):
+                     prefetch_batches: int = 2, output_dtype=np.uint8, include_index: bool = False,
+                     stats: Optional[dict] = None):
     """A `tf.data.Dataset` of CVRL pair batches.
 
     batch_size: with `input_context` (tf.distribute's `InputContext`), the GLOBAL batch size; each
@@ -30,6 +31,8 @@ def pretrain_dataset(sources, *, batch_size: int, seed: int, input_context=None,
     Elements are {"view1", "view2"} (plus "index", int64 [B] source ids, if include_index), with a
     static batch dimension (partial batches are dropped). output_dtype uint8 (round(255 x)) or
     float32 (x in [0, 1]).
+    stats: a dict the pipeline keeps up to date with its loader's `PairLoader.stats` (samples, batches,
+      skipped [(source, reason)], ...) after every batch, for a caller's report (the trainer's end line).
     """
     import tensorflow as tf
 
@@ -57,6 +60,8 @@ def pretrain_dataset(sources, *, batch_size: int, seed: int, input_context=None,
         loader = PairLoader(sources, state=state, **probe)
         try:
             for batch in loader:
+                if stats is not None:
+                    stats.update(loader.stats)
                 out = {"view1": batch["view1"], "view2": batch["view2"]}
                 if include_index:
                     out["index"] = batch["index"]

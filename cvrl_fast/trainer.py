@@ -251,6 +251,7 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
                          f"{strategy.num_replicas_in_sync} replicas")
     plan = plan or plan_data(cfg)
     loader = StepLoaderState(plan.kind, start_step)
+    loader.pipeline_stats = []  # one PairLoader.stats dict per input pipeline of this worker
     if loader_state is not None:
         loader.restore(loader_state)
         if loader.step != start_step:
@@ -269,8 +270,10 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             # batch_size is the GLOBAL batch; the loader shards by ctx and yields per-replica batches, so
             # a pipeline feeding k local replicas has delivered k batches per step.
             local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
+            loader.pipeline_stats.append({})
             ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
-                                       input_context=ctx, config=augment, start_batch=start_step * local_replicas)
+                                       input_context=ctx, config=augment, start_batch=start_step * local_replicas,
+                                       stats=loader.pipeline_stats[-1])
         return ds.prefetch(cfg.data.prefetch)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
@@ -794,20 +797,24 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
         progress.close()
         del iterator  # closes the input pipeline (and the C++ loader) now, not at interpreter exit
     seconds = time.perf_counter() - t_start
+    skipped = sorted({tuple(x) for st in loaders[0].pipeline_stats for x in st.get("skipped", [])})
     result = TrainResult(model=model, backbone=backbone, step=step, total_steps=total_steps, metrics=metrics,
                          interrupted=interrupted is not None, checkpoint_path=last_saved["path"],
                          start_step=start_step, backbone_path=last_saved["backbone"], seconds=seconds)
     summary = {"step": step, "total_steps": total_steps, "start_step": start_step,
                "interrupted": result.interrupted, "signal": interrupted, "checkpoint": result.checkpoint_path,
-               "backbone": result.backbone_path, "seconds": seconds, **metrics}
+               "backbone": result.backbone_path, "seconds": seconds,
+               "skipped": [{"source": src, "reason": why} for src, why in skipped], **metrics}
     write_json_atomic(os.path.join(workdir, "summary.json" if is_chief else f"summary_worker{worker_index}.json"),
                       summary)
     if is_chief and not interrupted:
         ran = step - start_step
         rate = f", {ran / seconds:.2f} steps/s" if ran else ""
         final = f"loss {metrics['loss']:.4f}, " if "loss" in metrics else ""
+        unread = (f"; skipped {len(skipped)} of {plan.num_sources} videos that do not decode (listed in "
+                  f"summary.json)" if skipped else "")
         print(f"pretrain: done: step {step}/{total_steps} ({ran} this run{rate}); {final}checkpoint "
-              f"{result.checkpoint_path}; backbone {result.backbone_path}", flush=True)
+              f"{result.checkpoint_path}; backbone {result.backbone_path}{unread}", flush=True)
     return result
 
 

@@ -53,6 +53,10 @@ def test_pretrain_then_evaluate_extract_finetune(user_dir):
     assert "  data: 7 videos from videos/train" in out
     assert "videos/train/city/notes.mp4" in err and "videos/train/film/cut.mp4" in err
     assert out.splitlines()[-1].startswith("pretrain: done: step 3/3")
+    assert out.splitlines()[-1].endswith("skipped 2 of 7 videos that do not decode (listed in summary.json)")
+    summary = json.load(open(user_dir / "run" / "summary.json"))
+    assert sorted(s["source"] for s in summary["skipped"]) == ["videos/train/city/notes.mp4",
+                                                              "videos/train/film/cut.mp4"]
     assert sorted(f for f in os.listdir(user_dir / "run" / "backbone") if f.endswith(".index")) == [
         "backbone-2.index", "backbone-3.index"]
 
