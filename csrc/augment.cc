@@ -325,12 +325,20 @@ std::vector<float>& scratch(int which, size_t n) {
 
 }  // namespace augment_detail
 
-void augment_clip(const ClipWindow& clip, const ViewParams& p, const AugmentSettings& s, uint8_t* out_u8,
+void augment_clip(const ClipWindow& clip, const ViewParams& params, const AugmentSettings& s, uint8_t* out_u8,
                   float* out_f32) {
   using namespace augment_detail;
   const ScopedFlushDenormals flush;
   if ((out_u8 == nullptr) == (out_f32 == nullptr))
     throw std::invalid_argument("augment_clip: exactly one output buffer must be given");
+  const bool device = s.augment_on == AugmentOn::kDevice;
+  if (device && out_u8 == nullptr)
+    throw std::invalid_argument("augment_clip: augment_on=device gives uint8 views only (float32 needs augment_on=host)");
+  // Device mode: geometry only. The uint8 output of x = v/255 with no colour op is round(255 x) = v
+  // exactly (v an integer in parity mode), so device_augment's x/255 starts from the host's x.
+  ViewParams geometry = params;
+  if (device) geometry.jitter = geometry.grayscale = geometry.blur = geometry.solarize = false;
+  const ViewParams& p = geometry;
   if (clip.height < 1 || clip.width < 1 || clip.num_frames() < 1) {
     throw std::invalid_argument("augment_clip: empty clip window " + std::to_string(clip.width) + "x" +
                                 std::to_string(clip.height) + " x " + std::to_string(clip.num_frames()) + " frames");

@@ -23,6 +23,9 @@ struct ClipWindow {
 // Resize (bilinear, half-pixel centres, no antialias) -> [parity: truncate to uint8] -> flip ->
 // x/255 -> colour jitter (random order, clip after each op) -> grayscale -> blur -> solarize ->
 // clip to [0, 1]. Writes [T, S, S, 3] to exactly one of out_u8 (round(255 x)) or out_f32 (x).
+// With settings.augment_on == kDevice the colour stage is left to the accelerator: the output is
+// uint8 only, the resized (truncated in parity mode), flipped crop, and params' colour fields are
+// ignored here.
 // Thread-safe; scratch memory is per thread. Works frame by frame so the data stays in cache; the
 // only clip-wide statistic (the contrast mean) takes a second pass when contrast is drawn.
 void augment_clip(const ClipWindow& clip, const ViewParams& params, const AugmentSettings& settings,

@@ -162,6 +162,14 @@ PYBIND11_MODULE(_C, m) {
         .def_readwrite("solarize_prob", &AugmentSettings::solarize_prob)
         .def_readwrite("truncate_after_resize", &AugmentSettings::truncate_after_resize)
         .def_readwrite("jpeg_dct_scaling", &AugmentSettings::jpeg_dct_scaling)
+        .def_property(
+            "augment_on",
+            [](const AugmentSettings& s) { return s.augment_on == cvrl::AugmentOn::kDevice ? "device" : "host"; },
+            [](AugmentSettings& s, const std::string& where) {
+              if (where == "host") s.augment_on = cvrl::AugmentOn::kHost;
+              else if (where == "device") s.augment_on = cvrl::AugmentOn::kDevice;
+              else throw std::invalid_argument("augment_on = '" + where + "' must be 'host' or 'device'");
+            })
         .def("validate", &AugmentSettings::validate);
     py::class_<cvrl::Box>(m, "Box")
         .def(py::init<>())
@@ -287,6 +295,10 @@ PYBIND11_MODULE(_C, m) {
 
   // ---- section: pair loader ----
   {
+    auto colour_array = [](const cvrl::ViewParams& v) {
+      const auto row = cvrl::colour_row(v);
+      return py::array_t<float>(py::ssize_t{cvrl::kNumColourParams}, row.data());
+    };
     py::class_<cvrl::SourceRef>(m, "SourceRef")
         .def(py::init<>())
         .def_readwrite("path", &cvrl::SourceRef::path)
@@ -340,9 +352,11 @@ PYBIND11_MODULE(_C, m) {
           return out;
         },
         py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"), py::arg("scale_denom") = 1);
+    m.def("colour_row", colour_array, py::arg("params"),
+          "float32 [13]: one view's colour parameters in the device-mode layout (cvrl_fast.COLOUR_FIELDS).");
     m.def(
         "make_pair",
-        [](const cvrl::SourceRef& source, const cvrl::AugmentSettings& s, uint64_t seed, uint64_t epoch,
+        [colour_array](const cvrl::SourceRef& source, const cvrl::AugmentSettings& s, uint64_t seed, uint64_t epoch,
            uint64_t key, bool float_output) {
           s.validate();
           const std::vector<py::ssize_t> shape = {s.num_frames, s.crop_size, s.crop_size, 3};
@@ -362,7 +376,7 @@ PYBIND11_MODULE(_C, m) {
             cvrl::PairMaker maker(s);
             params = maker.make(source, seed, epoch, key, o);
           }
-          return py::make_tuple(out1, out2, params);
+          return py::make_tuple(out1, out2, params, colour_array(params.views[0]), colour_array(params.views[1]));
         },
         py::arg("source"), py::arg("settings"), py::arg("seed"), py::arg("epoch") = 0, py::arg("key") = 0,
         py::arg("float_output") = false);
@@ -446,14 +460,23 @@ PYBIND11_MODULE(_C, m) {
                 if (r.second) {
                   if (!r.first) return py::none();  // end of the data, or closed
                   const cvrl::LoadedBatch& b = *r.first;
+                  py::object colour[2] = {py::none(), py::none()};
+                  if (self.device_colour()) {
+                    for (int v = 0; v < 2; ++v) {
+                      colour[v] = py::array_t<float>({static_cast<py::ssize_t>(b.size), py::ssize_t{cvrl::kNumColourParams}},
+                                                     b.colour[v].data());
+                    }
+                  }
                   return py::make_tuple(to_array(b.views[0], b.size, self), to_array(b.views[1], b.size, self),
                                         py::array_t<int64_t>(b.index.size(), b.index.data()),
-                                        py::array_t<int64_t>(b.epoch.size(), b.epoch.data()), b.batch_index);
+                                        py::array_t<int64_t>(b.epoch.size(), b.epoch.data()), b.batch_index,
+                                        colour[0], colour[1]);
                 }
                 if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // no Caller held here
               }
             },
-            "The next batch (view1, view2, index, epoch, batch_index), or None at the end of the data or once "
+            "The next batch (view1, view2, index, epoch, batch_index, colour1, colour2; the colour rows are None "
+            "unless augment_on=device), or None at the end of the data or once "
             "closed (also when close() is called by another thread while this one waits).")
         .def("close", [without_gil](cvrl::PairLoader& self) { without_gil([&] { self.close(); }); },
              "Stops and joins the workers (thread-safe, idempotent); batches already returned stay valid.")

@@ -214,6 +214,10 @@ PairLoader::PairLoader(std::vector<SourceRef> sources, const AugmentSettings& se
   if (options_.start_batch < 0) {
     throw std::invalid_argument("PairLoader: start_batch = " + std::to_string(options_.start_batch) + " must be >= 0");
   }
+  if (options_.float_output && device_colour()) {
+    throw std::invalid_argument("PairLoader: float_output=true needs augment_on=host (device mode gives uint8 views "
+                                "and the accelerator does the float colour stage)");
+  }
   const int64_t n = num_sources();
   const int64_t batch = options_.batch_size;
   end_slot_ = options_.epochs < 0 ? INT64_MAX : options_.epochs * n;
@@ -302,6 +306,8 @@ PairLoader::InFlight& PairLoader::batch_for(int64_t b) {
   f->batch.views[1] = pool_->get();
   f->batch.index.assign(f->batch.size, -1);
   f->batch.epoch.assign(f->batch.size, -1);
+  if (device_colour())
+    for (auto& c : f->batch.colour) c.assign(static_cast<size_t>(f->batch.size) * kNumColourParams, 0.f);
   return *in_flight_.emplace(b, std::move(f)).first->second;
 }
 
@@ -337,7 +343,13 @@ void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int r
                                       : detail::splitmix64(static_cast<uint64_t>(src.id) ^
                                                            detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
     try {
-      maker.make(src, options_.seed, static_cast<uint64_t>(epoch), key, out);
+      const PairParams params = maker.make(src, options_.seed, static_cast<uint64_t>(epoch), key, out);
+      if (device_colour()) {
+        for (int v = 0; v < 2; ++v) {
+          const auto c = colour_row(params.views[v]);
+          std::copy(c.begin(), c.end(), target.batch.colour[v].begin() + static_cast<int64_t>(row) * kNumColourParams);
+        }
+      }
       target.batch.index[row] = src.id;
       target.batch.epoch[row] = epoch;
       return;

@@ -92,6 +92,8 @@ struct LoadedBatch {
   std::shared_ptr<uint8_t> views[2];  // [size, T, S, S, 3] bytes (uint8 or float32)
   std::vector<int64_t> index;         // source id per row
   std::vector<int64_t> epoch;         // epoch per row
+  // augment_on == kDevice only: [size, kNumColourParams] colour rows per view (colour_row), else empty.
+  std::vector<float> colour[2];
 };
 
 // Thread safety: next(), close(), stats() and next_batch() may be called from any threads at once.
@@ -120,6 +122,7 @@ class PairLoader {
   size_t sample_bytes() const { return sample_bytes_; }
   const AugmentSettings& settings() const { return settings_; }
   bool float_output() const { return options_.float_output; }
+  bool device_colour() const { return settings_.augment_on == AugmentOn::kDevice; }
 
   // Marks a thread that is using the loader from outside, for longer than a next() call: the Python
   // binding holds one from before it releases the GIL for next() until it holds the GIL again. close()

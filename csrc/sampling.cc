@@ -51,6 +51,25 @@ void AugmentSettings::validate() const {
     throw std::invalid_argument("jpeg_dct_scaling=True changes pixels, so it needs parity=False (truncate_after_resize)");
   check_prob("solarize_prob[0]", solarize_prob[0]);
   check_prob("solarize_prob[1]", solarize_prob[1]);
+  if (augment_on != AugmentOn::kHost && augment_on != AugmentOn::kDevice)
+    bad_setting("augment_on", static_cast<int>(augment_on), "host (0) or device (1)");
+}
+
+std::array<float, kNumColourParams> colour_row(const ViewParams& v) {
+  auto coin = [](bool b) { return b ? 1.f : 0.f; };
+  return {coin(v.jitter),
+          v.brightness,
+          v.contrast,
+          v.saturation,
+          v.hue,
+          static_cast<float>(v.jitter_order[0]),
+          static_cast<float>(v.jitter_order[1]),
+          static_cast<float>(v.jitter_order[2]),
+          static_cast<float>(v.jitter_order[3]),
+          coin(v.grayscale),
+          coin(v.blur),
+          v.blur_sigma,
+          coin(v.solarize)};
 }
 
 int64_t sample_interval(int64_t offset_range, CounterRng& rng) {

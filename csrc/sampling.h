@@ -13,6 +13,12 @@
 
 namespace cvrl {
 
+// Where the colour stage (jitter, grayscale, blur, solarize) runs. kHost: augment_clip applies it and
+// the views are final. kDevice: augment_clip stops after resize (and the parity truncation) and flip,
+// the views are uint8, and each clip's colour parameters go out as a colour row (colour_row) for the
+// accelerator's cvrl_fast.device_augment. The random draws are the same in both modes.
+enum class AugmentOn : int { kHost = 0, kDevice = 1 };
+
 // Every probability and range of the pipeline; defaults are the reference values (docs/cvrl.md §1-§2).
 struct AugmentSettings {
   int num_frames = 16;          // T
@@ -38,6 +44,7 @@ struct AugmentSettings {
   // JPEG frames only, needs truncate_after_resize off (it changes pixels): decode the crop window at
   // 1/2, 1/4 or 1/8 scale in the IDCT when both views' boxes stay at least crop_size pixels on each side.
   bool jpeg_dct_scaling = false;
+  AugmentOn augment_on = AugmentOn::kHost;
 
   // Throws std::invalid_argument naming the field, its value and the valid range.
   void validate() const;
@@ -64,6 +71,12 @@ struct ViewParams {
   float blur_sigma = 1.f;
   bool solarize = false;
 };
+
+// One clip's colour parameters as float32, the `colour` row of device mode. The layout is
+// cvrl_fast.COLOUR_FIELDS: jitter coin, brightness, contrast, saturation, hue, the four jitter op
+// ids in application order, grayscale coin, blur coin, blur sigma, solarize coin (coins are 0 or 1).
+constexpr int kNumColourParams = 13;
+std::array<float, kNumColourParams> colour_row(const ViewParams& view);
 
 // The temporal part of a pair, in index-space frames (see fixed_rate_frame_map).
 struct ClipPlan {

@@ -144,20 +144,41 @@ def _check_dtype(output_dtype) -> bool:
     raise ValueError(f"output_dtype must be uint8 (round(255 x)) or float32 (x in [0, 1]), got {dt}")
 
 
+AUGMENT_ON = ("host", "device")
+
+
+def _settings(config: AugmentConfig, augment_on: str, fp: bool) -> "_C.AugmentSettings":
+    """The engine's settings for `config` with the colour stage on the host or left to the device."""
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on = {augment_on!r} must be 'host' or 'device'")
+    if augment_on == "device" and fp:
+        raise ValueError("output_dtype=float32 needs augment_on='host': device mode gives uint8 views, and "
+                         "cvrl_fast.device_augment makes the float32 views on the accelerator")
+    s = config._native()
+    s.augment_on = augment_on
+    return s
+
+
 def sample_pair(source, seed: int, config: Optional[AugmentConfig] = None, *, epoch: int = 0, index: int = 0,
-                output_dtype=np.uint8, return_params: bool = False):
+                output_dtype=np.uint8, return_params: bool = False, augment_on: str = "host"):
     """Two augmented views of one video: (view1, view2), each [T, S, S, 3].
 
     source: a video path, the bytes of a video file, a TFRecord path (its first record) or
     (tfrecord_path, record_number). The draw is a pure function of (seed, epoch, index); the loader
-    uses the video's id as `index`. With return_params, also returns the parameters used.
+    uses the video's id as `index`. With return_params, also returns the parameters used (last).
+
+    augment_on="device": the engine decodes, crops, resizes and flips only, and returns
+    (view1, view2, colour1, colour2): uint8 views and each clip's colour parameters, float32
+    [len(COLOUR_FIELDS)], from the same draws as host mode; `device_augment` applies them.
     """
     cfg = _resolve(config)
     fp = _check_dtype(output_dtype)
+    settings = _settings(cfg, augment_on, fp)
     ref = _single_source(source)
-    v1, v2, params = _C.make_pair(ref, cfg._native(), int(seed), int(epoch), int(index), fp)
+    v1, v2, params, c1, c2 = _C.make_pair(ref, settings, int(seed), int(epoch), int(index), fp)
+    out = (v1, v2) if augment_on == "host" else (v1, v2, c1, c2)
     if not return_params:
-        return v1, v2
+        return out
     c = params.clips
     info = {"num_frames": c.num_frames, "offset_range": c.offset_range, "interval": c.interval,
             "start_a": c.start_a, "start_b": c.start_b, "swapped": c.swapped}
@@ -165,7 +186,7 @@ def sample_pair(source, seed: int, config: Optional[AugmentConfig] = None, *, ep
         d = view_params_to_dict(params.views[v])
         d["indices"] = list(c.indices[v])
         info[f"view{v + 1}"] = d
-    return v1, v2, info
+    return (*out, info)
 
 
 _LIVE_LOADERS: "weakref.WeakSet[PairLoader]" = weakref.WeakSet()
@@ -183,7 +204,9 @@ class PairLoader:
     """Batches of CVRL pairs from a C++ thread pool.
 
     Iterating yields {"view1": [B, T, S, S, 3], "view2": ..., "index": int64 [B]} (index = source id
-    in the unsharded, resolved source order). Batch k holds sample slots k*B .. k*B+B-1 of the
+    in the unsharded, resolved source order); with augment_on="device" the views are uint8 without the
+    colour stage and the batch also holds "colour1", "colour2": float32 [B, len(COLOUR_FIELDS)], the
+    parameters `device_augment` applies on the accelerator (same draws as host mode). Batch k holds sample slots k*B .. k*B+B-1 of the
     endless (or `epochs`-long) sequence of per-epoch shuffled sources; every pixel is a pure function
     of (seed, epoch, source id), whatever the thread count or batch size. A source that fails to decode
     is skipped (logged once, counted in `.stats`) and replaced by a deterministic random draw.
@@ -198,11 +221,13 @@ class PairLoader:
                  shard_index: int = 0, num_shards: int = 1, shuffle: bool = True, epochs: Optional[int] = None,
                  config: Optional[AugmentConfig] = None, output_dtype=np.uint8, prefetch_batches: int = 2,
                  drop_remainder: bool = True, state: Optional[dict] = None, max_retries: int = 32,
-                 log_skips: bool = True):
+                 log_skips: bool = True, augment_on: str = "host"):
         self._native_loader = None
         self._final_stats = {}
         self.config = _resolve(config)
         self._fp = _check_dtype(output_dtype)
+        self.augment_on = augment_on
+        self._settings = _settings(self.config, augment_on, self._fp)
         if not (isinstance(num_shards, int) and num_shards >= 1):
             raise ValueError(f"num_shards = {num_shards!r} must be an integer >= 1")
         if not (isinstance(shard_index, int) and 0 <= shard_index < num_shards):
@@ -227,7 +252,6 @@ class PairLoader:
                     raise ValueError(f"loader state does not match this loader: {key} = {state.get(key)!r} in the "
                                      f"state, {value!r} here")
             start_batch = int(state["next_batch"])
-        self._settings = self.config._native()
         self._native_loader = _C.PairLoader(
             refs, self._settings, int(batch_size), int(seed), int(num_threads), bool(shuffle),
             -1 if epochs is None else int(epochs), int(prefetch_batches), self._fp, start_batch,
@@ -245,8 +269,10 @@ class PairLoader:
             out = loader.next()
         if out is None:  # the end of the data, or closed (before or while this call waited)
             raise StopIteration
-        view1, view2, index, _epoch, _batch = out
-        return {"view1": view1, "view2": view2, "index": index}
+        view1, view2, index, _epoch, _batch, colour1, colour2 = out
+        if colour1 is None:
+            return {"view1": view1, "view2": view2, "index": index}
+        return {"view1": view1, "view2": view2, "colour1": colour1, "colour2": colour2, "index": index}
 
     def labels(self, index: Sequence[int]) -> List[Optional[List[int]]]:
         """Labels from a CSV/TXT source list for the given source ids (None where unknown)."""
