@@ -33,6 +33,7 @@ import tensorflow as tf
 from tensorflow.core.framework import summary_pb2
 
 from . import models
+from ._device_augment import device_augment
 from ._progress import Progress
 from .checkpoints import load_official_backbone, save_backbone_snapshot, save_official_backbone  # noqa: F401
 from .configs import Config, load_config  # noqa: F401  (re-exported)
@@ -239,11 +240,14 @@ def plan_data(cfg: Config) -> DataPlan:
     return DataPlan("files", len(refs), cfg.data.num_train_videos or len(refs))
 
 
-def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None, plan: DataPlan | None = None):
+def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None, plan: DataPlan | None = None,
+               augment_on: str = "host"):
     """(distributed dataset, loader objects with state()/restore()).
 
     Synthetic data (`plan_data`) uses `synthetic_pretrain_dataset`; files go through
-    `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`.
+    `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`, with the colour
+    stage in the loader (augment_on "host") or left to the train step ("device": the elements carry
+    "colour1"/"colour2"). Synthetic data has no colour stage in either mode.
     """
     global_batch = cfg.train.global_batch_size
     if global_batch % strategy.num_replicas_in_sync:
@@ -273,12 +277,26 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             loader.pipeline_stats.append({})
             ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
                                        input_context=ctx, config=augment, start_batch=start_step * local_replicas,
-                                       stats=loader.pipeline_stats[-1])
+                                       stats=loader.pipeline_stats[-1], augment_on=augment_on)
         return ds.prefetch(cfg.data.prefetch)
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     dist = strategy.distribute_datasets_from_function(dataset_fn, options)
     return dist, [loader]
+
+
+AUGMENT_ON = ("auto", "host", "device")
+
+
+def resolve_augment_on(value: str, device_type: str) -> str:
+    """data.augment_on -> "host" | "device": "auto" puts the colour stage on GPU and TPU replicas (the host
+    cores are what limits input there) and keeps it in the loader on a CPU-only run (where the replica is
+    the host: doing it in the step only moves the same work onto the cores that run the model)."""
+    if value not in AUGMENT_ON:
+        raise ValueError(f"data.augment_on={value!r}: must be one of {AUGMENT_ON}")
+    if value == "auto":
+        return "device" if device_type in ("GPU", "TPU") else "host"
+    return value
 
 
 def augment_config(cfg: Config):
@@ -379,7 +397,10 @@ def make_train_step(model: keras.Model, optimizer, strategy, *, temperature: flo
     def replica_step(batch):
         # uint8 -> [0, 1] float32 on the device; both views in one forward pass so BN sees 2b clips.
         views = tf.concat([batch["view1"], batch["view2"]], axis=0)
-        frames = tf.cast(views, tf.float32) / 255.0
+        if "colour1" in batch:  # augment_on="device": the colour stage runs here, on the replica's device
+            frames = device_augment(views, tf.concat([batch["colour1"], batch["colour2"]], axis=0))
+        else:
+            frames = tf.cast(views, tf.float32) / 255.0
         with tf.GradientTape() as tape:
             z = model(frames, training=True)
             z1, z2 = tf.split(z, 2, axis=0)
@@ -606,6 +627,8 @@ def validate_config(cfg: Config) -> None:
             for part in key.split("."):
                 value = value[part]
             raise ValueError(f"{key}={value!r}: must be {valid}")
+    if cfg.data.augment_on not in AUGMENT_ON:
+        raise ValueError(f"data.augment_on={cfg.data.augment_on!r}: must be one of {AUGMENT_ON}")
     if cfg.runtime.precision not in PRECISIONS:
         raise ValueError(f"runtime.precision={cfg.runtime.precision!r}: must be one of {PRECISIONS}")
 
@@ -628,7 +651,8 @@ def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None 
         keras.mixed_precision.set_global_policy(previous_policy)
 
 
-def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir) -> list[str]:
+def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir,
+                  augment_on="host") -> list[str]:
     """The start banner: what this run reads, how long it runs and where it writes."""
     if plan.kind == "synthetic":
         data_line = f"synthetic videos ({plan.videos_per_epoch} per epoch; set data.sources to train on files)"
@@ -637,6 +661,8 @@ def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, j
         data_line = f"{plan.num_sources} videos from {shown}"
         if plan.videos_per_epoch != plan.num_sources:
             data_line += f" (epoch length {plan.videos_per_epoch}: data.num_train_videos)"
+        data_line += (f"; colour augmentation on the {device_type} replicas (data.augment_on={cfg.data.augment_on})"
+                      if augment_on == "device" else "")
     lr0 = scaled_learning_rate(cfg.train.base_learning_rate, cfg.train.global_batch_size, cfg.train.base_batch_size,
                                cfg.train.lr_replica_factor)
     m = cfg.model
@@ -666,6 +692,7 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     keras.utils.set_random_seed(cfg.runtime.seed)
     set_precision(cfg.runtime.precision)
     jit = resolve_jit_compile(cfg.runtime.jit_compile)
+    augment_on = resolve_augment_on(cfg.data.augment_on, device_type)
     worker_index, is_chief = _task_info(strategy)
     total_steps, warmup_steps = schedule_steps(cfg, plan.videos_per_epoch)
 
@@ -694,7 +721,7 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     start_step = int(global_step.numpy())
 
     # ---- input ----
-    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan)
+    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan, augment_on=augment_on)
 
     # ---- step ----
     train_step = make_train_step(model, optimizer, strategy, temperature=cfg.train.temperature,
@@ -707,7 +734,8 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     progress = Progress("pretrain", total_steps, unit="steps", every_seconds=0,
                         tty=None if cfg.log.progress_bar else False,
                         stream=sys.stdout if is_chief else io.StringIO())
-    for line in _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir):
+    for line in _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir,
+                              augment_on):
         progress.write(line)
 
     last_saved = {"step": start_step if manager.latest_checkpoint else None, "path": manager.latest_checkpoint,

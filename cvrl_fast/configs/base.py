@@ -39,6 +39,10 @@ def get_config() -> Config:
             "synthetic_videos": 1024,     # epoch length of the synthetic stand-in
             "seed": 0,
             "prefetch": 2,
+            # Where the colour stage (jitter, grayscale, blur, solarize) runs: "host" (the loader's C++
+            # threads), "device" (cvrl_fast.device_augment inside the train step, on each replica's
+            # accelerator) or "auto": device when the replicas are GPUs or TPUs, host on a CPU-only run.
+            "augment_on": "auto",
             # Every AugmentConfig field with its default (cvrl.md §1-§2); num_frames, frame_stride and
             # image_size above set the clip shape. target_fps 0 means native frames.
             "augment": augment_defaults(),
