@@ -58,14 +58,35 @@ def test_loader_scaling_times_pairs_and_decode(tool, inputs, kind):
     assert out.returncode == 0, out.stderr
     assert "2 sources" in out.stdout  # both clips, or both records of the TFRecord file
     rows = _rows(out.stdout)
-    assert [(r[0], r[1], r[2]) for r in rows] == [(kind, m, t) for t in ("1", "2") for m in ("pairs", "decode")]
+    assert [(r[0], r[1], r[2]) for r in rows] == [(kind, m, t) for t in ("1", "2")
+                                                  for m in ("pairs", "pairs_device", "decode")]
     for label, mode, threads, pairs, rate, per_cpu, busy, dec_ms, aug_ms, mb in rows:
         assert int(pairs) >= 6 and float(rate) > 0 and float(per_cpu) > 0 and 0 < float(busy) <= int(threads) + 0.5
-        if mode == "pairs":
+        if mode.startswith("pairs"):
             assert float(dec_ms) > 0 and float(aug_ms) > 0 and int(pairs) % 4 == 0  # whole batches
         else:
             # 32 frames at most (fewer when the two clips overlap), full 320x240 RGB24
             assert 0 < float(mb) <= np.ceil(32 * 320 * 240 * 3 / 1e6)
+
+
+def test_loader_scaling_times_host_and_device_modes(tool, inputs):
+    """--augment-on picks the modes (one row each; their speeds are benchmarks/README.md's business)."""
+    clips, _ = inputs
+    args = ["--threads", "1", "--batch", "4", "--pairs-per-thread", "8", "--min-pairs", "8", "--mode", "pairs"]
+    rows = {}
+    for where in ("host", "device"):
+        out = _run(tool, *args, "--augment-on", where, *clips)
+        assert out.returncode == 0, out.stderr
+        (row,) = _rows(out.stdout)
+        rows[where] = row
+    assert rows["host"][1] == "pairs" and rows["device"][1] == "pairs_device"
+    assert all(int(r[3]) == 8 and float(r[4]) > 0 and float(r[8]) > 0 for r in rows.values())
+
+
+def test_loader_scaling_times_host_and_device_modes_fails(tool, inputs):
+    clips, _ = inputs
+    out = _run(tool, "--augment-on", "gpu", *clips)
+    assert out.returncode != 0 and "--augment-on must be both, host or device" in out.stderr
 
 
 def test_loader_scaling_times_each_augment_op(tool):

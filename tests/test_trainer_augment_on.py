@@ -134,3 +134,15 @@ def test_device_mode_under_mirrored_strategy_resumes_exactly(tmp_path):
     assert len(keys) > 150 and set(keys) == set(readers[1].get_variable_to_shape_map()) - {"_CHECKPOINTABLE_OBJECT_GRAPH"}
     for key in keys:
         np.testing.assert_array_equal(readers[0].get_tensor(key), readers[1].get_tensor(key), err_msg=key)
+
+
+def test_gpu_benchmark_script_runs(tmp_path):
+    """benchmarks/gpu_augment_step.py is run on lent GPU machines as one command: keep it working (here on
+    the CPU, tiny model, XLA off)."""
+    proc = subprocess.run([sys.executable, "benchmarks/gpu_augment_step.py", "--tiny", "--no-xla", "--precision",
+                           "float32", "--batch", "2", "--steps", "1", "--repeats", "1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.splitlines()[0])
+    assert result["pairs_per_step"] == 2 and result["clip"] == "4x32x32" and not result["xla"]
+    assert all(result[k] > 0 for k in ("device_augment_ms", "step_host_ms", "step_device_ms"))

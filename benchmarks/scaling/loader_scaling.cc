@@ -5,13 +5,15 @@
 // image has neither; see benchmarks/README.md, "Scaling with threads".
 //
 //   loader_scaling --label g16 --threads 1,2,4,8,16 [--mode both|pairs|decode|augment] [--batch 32]
-//                  [--pairs-per-thread 32] [--min-pairs 64] [--seed 0] FILE...
+//                  [--pairs-per-thread 32] [--min-pairs 64] [--seed 0] [--augment-on both|host|device] FILE...
 //
 // FILE: video files, or TFRecord files of the reference format (every record is one source).
 // Prints one tab-separated line per (mode, threads): pairs/s wall, pairs per CPU-second (process CPU
 // time of all threads, getrusage), and for `pairs` the share of worker time in decode vs augment.
 //   pairs:  PairLoader, batch --batch, prefetch max(2, ceil(3 x threads / batch)) batches; the first
-//           ceil(threads / batch) + 1 batches are a warm-up and are not timed.
+//           ceil(threads / batch) + 1 batches are a warm-up and are not timed. Mode "pairs" runs the
+//           colour stage on the host (augment_on=host), "pairs_device" leaves it to the accelerator
+//           (augment_on=device: decode, crop, resize, flip only); --augment-on picks one or both.
 //   decode: `threads` workers decode the frames each pair needs (union of both clips, full frame, RGB24),
 //           taking samples one at a time: VideoReader::get_frames, or decode_jpeg_frames.
 //   augment: one thread, no files: the cost of each augmentation op on a synthetic clip.
@@ -142,6 +144,7 @@ void run_decode(const std::vector<cvrl::SourceRef>& sources, const cvrl::Augment
 
 void run_pairs(const std::vector<cvrl::SourceRef>& sources, const cvrl::AugmentSettings& s, int threads,
                int64_t num_pairs, int batch, uint64_t seed, const std::string& label) {
+  const char* mode_name = s.augment_on == cvrl::AugmentOn::kDevice ? "pairs_device" : "pairs";
   cvrl::LoaderOptions o;
   o.batch_size = batch;
   o.seed = seed;
@@ -165,7 +168,7 @@ void run_pairs(const std::vector<cvrl::SourceRef>& sources, const cvrl::AugmentS
   const double dec = after.decode_seconds - before.decode_seconds, aug = after.augment_seconds - before.augment_seconds;
   const int64_t pairs = batches * batch;
   if (!after.skipped.empty()) std::fprintf(stderr, "%zu sources skipped\n", after.skipped.size());
-  std::printf("%s\tpairs\t%d\t%lld\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t-\n", label.c_str(), threads,
+  std::printf("%s\t%s\t%d\t%lld\t%.1f\t%.1f\t%.2f\t%.1f\t%.1f\t-\n", label.c_str(), mode_name, threads,
               static_cast<long long>(pairs), pairs / wall, pairs / cpu, cpu / wall, 1e3 * dec / pairs,
               1e3 * aug / pairs);
   std::fflush(stdout);
@@ -243,14 +246,15 @@ void run_augment_ops(int repeats) {
 
 [[noreturn]] void usage(const char* why) {
   std::fprintf(stderr, "loader_scaling: %s\nusage: loader_scaling --label NAME --threads 1,2,4 [--mode both|pairs|decode] "
-               "[--batch 32] [--pairs-per-thread 32] [--min-pairs 64] [--seed 0] FILE...\n", why);
+               "[--batch 32] [--pairs-per-thread 32] [--min-pairs 64] [--seed 0] [--augment-on both|host|device] FILE...\n",
+               why);
   std::exit(2);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string label = "data", mode = "both";
+  std::string label = "data", mode = "both", augment_on = "both";
   std::vector<int> thread_counts = {1, 2};
   int batch = 32;
   int64_t per_thread = 32, min_pairs = 64;
@@ -267,6 +271,7 @@ int main(int argc, char** argv) {
     else if (a == "--batch") batch = std::atoi(value().c_str());
     else if (a == "--pairs-per-thread") per_thread = std::atoll(value().c_str());
     else if (a == "--min-pairs") min_pairs = std::atoll(value().c_str());
+    else if (a == "--augment-on") augment_on = value();
     else if (a == "--seed") seed = std::strtoull(value().c_str(), nullptr, 10);
     else if (a == "--threads") {
       thread_counts.clear();
@@ -285,19 +290,26 @@ int main(int argc, char** argv) {
   }
   if (files.empty()) usage("no input files");
   if (mode != "both" && mode != "pairs" && mode != "decode") usage("--mode must be both, pairs or decode");
+  if (augment_on != "both" && augment_on != "host" && augment_on != "device")
+    usage("--augment-on must be both, host or device");
   if (batch < 1 || per_thread < 1) usage("--batch and --pairs-per-thread must be >= 1");
   for (int t : thread_counts)
     if (t < 1 || t > 256) usage("--threads values must be in [1, 256]");
   try {
     const std::vector<cvrl::SourceRef> sources = resolve(files);
     const cvrl::AugmentSettings settings;  // the reference defaults: 16 frames at stride 2, 224 px, full recipe
+    cvrl::AugmentSettings device_settings = settings;
+    device_settings.augment_on = cvrl::AugmentOn::kDevice;
     std::printf("# %s; hardware threads %u; %zu sources\n", cvrl::build_info().c_str(),
                 std::thread::hardware_concurrency(), sources.size());
     std::printf("# label\tmode\tthreads\tpairs\tpairs_per_s\tpairs_per_cpu_s\tcpu_busy\tdecode_ms_per_pair"
                 "\taugment_ms_per_pair\tdecoded_MB_per_pair\n");
     for (int t : thread_counts) {
       const int64_t n = std::max<int64_t>(min_pairs, per_thread * t);
-      if (mode != "decode") run_pairs(sources, settings, t, n, batch, seed, label);
+      if (mode != "decode") {
+        if (augment_on != "device") run_pairs(sources, settings, t, n, batch, seed, label);
+        if (augment_on != "host") run_pairs(sources, device_settings, t, n, batch, seed, label);
+      }
       if (mode != "pairs") run_decode(sources, settings, t, n, seed, label);
     }
   } catch (const std::exception& e) {
