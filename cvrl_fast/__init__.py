@@ -7,9 +7,9 @@ from ._C import build_info
 from ._video import VideoReader, decode_jpeg_frames
 from ._augment import AugmentConfig
 from ._loader import PairLoader, sample_pair
-from ._device_augment import device_augment  # imports TensorFlow when called, not here
+from ._device_augment import COLOUR_FIELDS, device_augment  # imports TensorFlow when called, not here
 
 __version__ = "0.1.0"
 
 __all__ = ["build_info", "VideoReader", "decode_jpeg_frames", "AugmentConfig", "PairLoader", "sample_pair",
-           "device_augment"]
+           "device_augment", "COLOUR_FIELDS"]
