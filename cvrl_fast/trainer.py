@@ -633,7 +633,8 @@ def validate_config(cfg: Config) -> None:
         raise ValueError(f"runtime.precision={cfg.runtime.precision!r}: must be one of {PRECISIONS}")
 
 
-def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None = None) -> TrainResult:
+def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None = None,
+          _test_kill_in_save: int | None = None) -> TrainResult:
     """Pretrain per `cfg` in `workdir`, resuming from its latest checkpoint if there is one.
 
     Raises ValueError/FileNotFoundError for a config or workdir it cannot run with (before anything is
@@ -646,7 +647,7 @@ def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None 
     os.makedirs(workdir, exist_ok=True)
     previous_policy = keras.mixed_precision.global_policy()
     try:
-        return _train(cfg, workdir, plan, _test_nonfinite)
+        return _train(cfg, workdir, plan, _test_nonfinite, _test_kill_in_save)
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
 
@@ -679,7 +680,7 @@ def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, j
     ]
 
 
-def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainResult:
+def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kill_in_save=None) -> TrainResult:
     t_start = time.perf_counter()
     # ---- setup ----
     # The strategy comes first: MultiWorkerMirroredStrategy must configure collectives before anything
@@ -713,9 +714,11 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     if manager.latest_checkpoint:
         try:
             ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise ValueError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint "
-                             f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
+            # IndexError: TF's reader of a truncated .data file ("Read less bytes than requested").
+            raise ValueError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint: it does not match "
+                             f"this model or its files are corrupt or truncated ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0][:300]})") from None
         saved = loader_state_var.numpy().decode()
         loader_state = json.loads(saved) if saved else None
     start_step = int(global_step.numpy())
@@ -743,6 +746,11 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
 
     def save(step: int) -> None:
         loader_state_var.assign(json.dumps(loaders[0].state()))
+        if step == _test_kill_in_save:
+            # Tests: the state a SIGKILL in the middle of manager.save leaves: ckpt-N's files are on disk
+            # but the checkpoint-state file does not name them yet.
+            ckpt.write(os.path.join(manager.directory, f"ckpt-{step}"))
+            os.kill(os.getpid(), signal.SIGKILL)
         last_saved["path"] = manager.save(checkpoint_number=step)
         if is_chief:  # the backbone in the official layout beside every checkpoint (README, "The workdir")
             last_saved["backbone"] = save_backbone_snapshot(backbone, os.path.join(workdir, "backbone"), step,

@@ -4,6 +4,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -418,6 +419,42 @@ def test_resume_after_sigkill_is_exact(reference_run, tmp_path):
     assert tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints")) is not None
     trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
     assert_same_weights(workdir, reference_run[0])
+
+
+def test_kill_during_checkpoint_save_resumes_from_the_last_complete_one(reference_run, tmp_path):
+    """SIGKILL in the middle of the step-8 save (ckpt-8's files written, not yet made the latest): resume
+    picks ckpt-4, which is intact, and ends exactly where the uninterrupted run ends."""
+    workdir = str(tmp_path)
+    code = ("import sys; from cvrl_fast import trainer; from cvrl_fast.configs import load_config; "
+            f"trainer.train(load_config('tiny_cpu', {RUN_OVERRIDES!r}), sys.argv[1], _test_kill_in_save=8)")
+    proc = subprocess.run([sys.executable, "-c", code, workdir], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    assert tf.train.latest_checkpoint(ckpt_dir).endswith("ckpt-4")
+    assert os.path.exists(os.path.join(ckpt_dir, "ckpt-8.index"))  # the half-done save is there, unnamed
+    result = trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
+    assert result.start_step == 4 and result.step == TOTAL_STEPS
+    assert_same_weights(workdir, reference_run[0])
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "flip_data_byte", "flip_index_byte"])
+def test_kill_during_checkpoint_save_resumes_from_the_last_complete_one_fails_for_a_corrupt_checkpoint(
+        reference_run, tmp_path, damage):
+    """A latest checkpoint whose files were damaged after it was written is refused, naming it."""
+    workdir = str(tmp_path / "run")
+    shutil.copytree(reference_run[0], workdir)
+    prefix = tf.train.latest_checkpoint(os.path.join(workdir, "checkpoints"))
+    path = prefix + (".index" if damage == "flip_index_byte" else ".data-00000-of-00001")
+    if damage == "truncate_data":
+        os.truncate(path, os.path.getsize(path) // 2)
+    else:
+        blob = bytearray(open(path, "rb").read())
+        blob[len(blob) // 2] ^= 0xFF
+        open(path, "wb").write(bytes(blob))
+    with pytest.raises(ValueError, match=re.escape(f"{prefix}: cannot resume from this checkpoint: it does not "
+                                                   "match this model or its files are corrupt or truncated")):
+        trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
 
 
 # TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
