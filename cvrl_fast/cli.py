@@ -175,9 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cvrl-fast {args.command}: error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
-        # Training that turned non-finite, or data with no usable video left, is the run's outcome, not a
-        # bug: one line, exit 1.
-        if type(e).__name__ not in ("NonFiniteError", "InputError") or args.verbose:
+        # Training that turned non-finite, data with no usable video left, or a checkpoint the disk could not
+        # take, is the run's outcome, not a bug: one line, exit 1.
+        if type(e).__name__ not in ("NonFiniteError", "InputError", "CheckpointWriteError") or args.verbose:
             raise
         print(f"cvrl-fast {args.command}: error: {e}", file=sys.stderr)
         return 1

@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -482,6 +483,11 @@ class NonFiniteError(RuntimeError):
     """Training produced a non-finite loss, gradient or weight; nothing was saved after the last good step."""
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint (or the backbone export beside it) could not be written: a full disk, a lost mount. The
+    last complete checkpoint is still the latest one, so the same command resumes from it."""
+
+
 class InputError(RuntimeError):
     """The training data ran out of usable videos (every source failed to decode, or too many in a row)."""
 
@@ -751,11 +757,24 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
             # but the checkpoint-state file does not name them yet.
             ckpt.write(os.path.join(manager.directory, f"ckpt-{step}"))
             os.kill(os.getpid(), signal.SIGKILL)
-        last_saved["path"] = manager.save(checkpoint_number=step)
-        if is_chief:  # the backbone in the official layout beside every checkpoint (README, "The workdir")
-            last_saved["backbone"] = save_backbone_snapshot(backbone, os.path.join(workdir, "backbone"), step,
-                                                            backbone.cvrl_config, cfg.checkpoint.max_to_keep)
-        last_saved["step"] = step
+        what = f"checkpoint {os.path.join(manager.directory, f'ckpt-{step}')}"
+        try:
+            last_saved["path"] = manager.save(checkpoint_number=step)
+            last_saved["step"] = step
+            if is_chief:  # the backbone in the official layout beside every checkpoint (README, "The workdir")
+                what = f"backbone export {os.path.join(workdir, 'backbone', f'backbone-{step}')}"
+                last_saved["backbone"] = save_backbone_snapshot(backbone, os.path.join(workdir, "backbone"), step,
+                                                                backbone.cvrl_config, cfg.checkpoint.max_to_keep)
+        except (tf.errors.OpError, OSError) as e:
+            # TF writes a checkpoint under <prefix>_temp and renames it when complete; the state file naming
+            # the latest is updated only after that, so the last complete checkpoint stays the latest.
+            shutil.rmtree(os.path.join(manager.directory, f"ckpt-{step}_temp"), ignore_errors=True)
+            reason = getattr(e, "message", None) or str(e)
+            reason = reason.strip().splitlines()[-1].split("; ")[-1].replace(" [Op:SaveV2]", "")
+            kept = (f"the last complete checkpoint, {last_saved['path']} (step {last_saved['step']}), is the one "
+                    "a rerun of the same command resumes from" if last_saved["path"] else "no checkpoint was saved")
+            raise CheckpointWriteError(f"training stopped at step {step}: could not write the {what} ({reason}); "
+                                       f"{kept}") from None
 
     pending = []  # (step, flags) not yet checked: checking waits for the step, so it happens at log steps
 

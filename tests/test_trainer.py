@@ -457,6 +457,46 @@ def test_kill_during_checkpoint_save_resumes_from_the_last_complete_one_fails_fo
         trainer.train(load_config("tiny_cpu", RUN_OVERRIDES), workdir)
 
 
+# Runs in its own mount namespace (`unshare -rm`), where it can mount a tmpfs the size of one checkpoint and
+# its backbone export: the step-8 save finds the disk full. Then the tmpfs grows and the same run resumes.
+_FULL_DISK_SCRIPT = """
+import os, shutil, subprocess, sys
+from cvrl_fast import trainer
+from cvrl_fast.configs import load_config
+mount, out = sys.argv[1], sys.argv[2]
+subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1600k", "tmpfs", mount], check=True)
+cfg = load_config("tiny_cpu", %r)
+try:
+    trainer.train(cfg, os.path.join(mount, "run"))
+    print("ERROR: no error")
+except trainer.CheckpointWriteError as e:
+    print("ERROR:", e)
+print("LEFT:", sorted(os.listdir(os.path.join(mount, "run", "checkpoints"))))
+subprocess.run(["mount", "-o", "remount,size=64m", mount], check=True)
+result = trainer.train(cfg, os.path.join(mount, "run"))
+print("RESUMED:", result.start_step, result.step)
+shutil.copytree(os.path.join(mount, "run", "checkpoints"), os.path.join(out, "checkpoints"))
+""" % (RUN_OVERRIDES,)
+
+
+def test_full_disk_during_checkpoint_save(reference_run, tmp_path):
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["unshare", "-rm", sys.executable, "-c", _FULL_DISK_SCRIPT, str(mount), str(tmp_path)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in proc.stdout.splitlines()
+             if line.startswith(("ERROR:", "LEFT:", "RESUMED:"))}
+    ckpts = os.path.join(str(mount), "run", "checkpoints")
+    assert lines["ERROR"] == (f"training stopped at step 8: could not write the checkpoint {ckpts}/ckpt-8 (No space "
+                              f"left on device); the last complete checkpoint, {ckpts}/ckpt-4 (step 4), is the one "
+                              "a rerun of the same command resumes from")
+    # No half-written checkpoint is left to take space or be picked up.
+    assert lines["LEFT"] == "['checkpoint', 'ckpt-4.data-00000-of-00001', 'ckpt-4.index']"
+    assert lines["RESUMED"] == f"4 {TOTAL_STEPS}"
+    assert_same_weights(str(tmp_path), reference_run[0])
+
+
 # TF has no float16 MaxPool3D kernel on CPU (GPU only); XLA's CPU backend has one, so on this machine the
 # float16 path runs compiled. float16 is the GPU setting; bfloat16 is the CPU/TPU one.
 def _check_precision_run(precision, jit, workdir):
