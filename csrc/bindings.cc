@@ -254,6 +254,22 @@ PYBIND11_MODULE(_C, m) {
         py::arg("height"), py::arg("width"), py::arg("settings"), py::arg("seed"), py::arg("count"));
     m.def("fixed_rate_frame_map", &cvrl::fixed_rate_frame_map, py::arg("pts_seconds"), py::arg("target_fps"));
     m.def(
+        "plan_pair",
+        [](const std::vector<double>& pts, bool fixed_rate, int height, int width, const AugmentSettings& s,
+           uint64_t seed, uint64_t epoch, uint64_t key) {
+          s.validate();
+          const cvrl::PairPlan plan = cvrl::plan_pair(pts, fixed_rate, height, width, s, seed, epoch, key);
+          // Each view's T frames as stored-frame numbers (what a decoder that takes frame lists needs).
+          std::vector<std::vector<int64_t>> stored(2);
+          for (int v = 0; v < 2; ++v)
+            for (int64_t index : plan.params.clips.indices[v]) stored[v].push_back(plan.frame_of_index[static_cast<size_t>(index)]);
+          return py::make_tuple(plan.params, stored[0], stored[1], plan.unique_frames);
+        },
+        "The engine's draw for one sample before any pixel is decoded: (PairParams, view 1's stored frames, "
+        "view 2's stored frames, the union of both, sorted). The same function PairMaker uses.",
+        py::arg("pts_seconds"), py::arg("fixed_rate"), py::arg("height"), py::arg("width"), py::arg("settings"),
+        py::arg("seed"), py::arg("epoch") = 0, py::arg("key") = 0);
+    m.def(
         "augment_clip",
         [](py::array_t<uint8_t, py::array::c_style | py::array::forcecast> frames, const cvrl::ViewParams& p,
            const AugmentSettings& s, bool float_output) {
