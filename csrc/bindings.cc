@@ -368,6 +368,12 @@ PYBIND11_MODULE(_C, m) {
           return out;
         },
         py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"), py::arg("scale_denom") = 1);
+    m.def("epoch_permutation", &cvrl::epoch_permutation, py::arg("seed"), py::arg("epoch"), py::arg("num_sources"),
+          py::arg("shuffle") = true, "PairLoader's order of one epoch's sources.");
+    m.def("replacement_position", &cvrl::replacement_position, py::arg("seed"), py::arg("epoch"), py::arg("slot"),
+          py::arg("attempt"), py::arg("num_sources"), "PairLoader's position for attempt >= 1 of a slot.");
+    m.def("attempt_key", &cvrl::attempt_key, py::arg("source_id"), py::arg("slot"), py::arg("attempt"),
+          "PairLoader's sample key for an attempt of a slot.");
     m.def("colour_row", colour_array, py::arg("params"),
           "float32 [13]: one view's colour parameters in the device-mode layout (cvrl_fast.COLOUR_FIELDS).");
     m.def(

@@ -280,18 +280,38 @@ PairLoader::Caller::~Caller() {
   loader_.callers_cv_.notify_all();
 }
 
+std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t num_sources, bool shuffle) {
+  if (num_sources < 1) throw std::invalid_argument("epoch_permutation: num_sources = " + std::to_string(num_sources) + " must be >= 1");
+  if (epoch < 0) throw std::invalid_argument("epoch_permutation: epoch = " + std::to_string(epoch) + " must be >= 0");
+  std::vector<int64_t> perm(static_cast<size_t>(num_sources));
+  for (int64_t i = 0; i < num_sources; ++i) perm[static_cast<size_t>(i)] = i;
+  if (shuffle) {  // Fisher-Yates keyed by (seed, epoch): independent of threads and batch size
+    CounterRng rng(seed, static_cast<uint64_t>(epoch), 0, kStreamEpochShuffle);
+    for (int64_t i = num_sources - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[rng.uniform_int(i + 1)]);
+  }
+  return perm;
+}
+
+int64_t replacement_position(uint64_t seed, int64_t epoch, int64_t slot, int attempt, int64_t num_sources) {
+  if (attempt < 1) throw std::invalid_argument("replacement_position: attempt = " + std::to_string(attempt) + " must be >= 1");
+  if (num_sources < 1) throw std::invalid_argument("replacement_position: num_sources must be >= 1");
+  CounterRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
+  int64_t pos = 0;
+  for (int a = 0; a < attempt; ++a) pos = static_cast<int64_t>(rng.uniform_int(static_cast<uint64_t>(num_sources)));
+  return pos;
+}
+
+uint64_t attempt_key(int64_t source_id, int64_t slot, int attempt) {
+  return attempt == 0 ? static_cast<uint64_t>(source_id)
+                      : detail::splitmix64(static_cast<uint64_t>(source_id) ^
+                                           detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
+}
+
 const std::vector<int64_t>& PairLoader::permutation(int64_t epoch) {
   auto it = perms_.find(epoch);
   if (it != perms_.end()) return it->second;
   while (!perms_.empty() && perms_.begin()->first < epoch - 1) perms_.erase(perms_.begin());
-  const int64_t n = num_sources();
-  std::vector<int64_t> perm(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) perm[static_cast<size_t>(i)] = i;
-  if (options_.shuffle) {  // Fisher-Yates keyed by (seed, epoch): independent of threads and batch size
-    CounterRng rng(options_.seed, static_cast<uint64_t>(epoch), 0, kStreamEpochShuffle);
-    for (int64_t i = n - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[rng.uniform_int(i + 1)]);
-  }
-  return perms_.emplace(epoch, std::move(perm)).first->second;
+  return perms_.emplace(epoch, epoch_permutation(options_.seed, epoch, num_sources(), options_.shuffle)).first->second;
 }
 
 PairLoader::InFlight& PairLoader::batch_for(int64_t b) {
@@ -339,9 +359,7 @@ void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int r
     }
     const SourceRef& src = sources_[static_cast<size_t>(pos)];
     if (bad_[pos].load(std::memory_order_relaxed)) continue;  // known bad: would fail again
-    const uint64_t key = attempt == 0 ? static_cast<uint64_t>(src.id)
-                                      : detail::splitmix64(static_cast<uint64_t>(src.id) ^
-                                                           detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
+    const uint64_t key = attempt_key(src.id, slot, attempt);
     try {
       const PairParams params = maker.make(src, options_.seed, static_cast<uint64_t>(epoch), key, out);
       if (device_colour()) {

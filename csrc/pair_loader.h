@@ -64,6 +64,16 @@ class PairMaker {
   std::vector<uint8_t> frames_;  // decoded union window of both clips' frames
 };
 
+// The slot rules of PairLoader, for input backends that plan samples here and decode elsewhere (DALI):
+// slot k of the sequence belongs to epoch k / n and reads position epoch_permutation(epoch)[k % n]; while
+// attempts fail, attempt a >= 1 reads replacement_position(..., a), with sample key attempt_key(id, k, a).
+// The order of one epoch's n sources: identity, or a Fisher-Yates shuffle keyed by (seed, epoch).
+std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t num_sources, bool shuffle);
+// Attempt `attempt` (>= 1) of slot `slot`: the attempt-th draw of the slot's replacement stream.
+int64_t replacement_position(uint64_t seed, int64_t epoch, int64_t slot, int attempt, int64_t num_sources);
+// The sample key: the source id itself for attempt 0, a hash of (id, slot, attempt) for a replacement.
+uint64_t attempt_key(int64_t source_id, int64_t slot, int attempt);
+
 struct LoaderOptions {
   int batch_size = 8;
   uint64_t seed = 0;
