@@ -276,12 +276,25 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             # a pipeline feeding k local replicas has delivered k batches per step.
             local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
             loader.pipeline_stats.append({})
+            if cfg.data.loader == "dali":
+                from . import dali
+
+                ds = dali.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
+                                           device="gpu" if dali_on_gpu else "cpu", input_context=ctx, config=augment,
+                                           start_batch=start_step * local_replicas, stats=loader.pipeline_stats[-1])
+                return ds  # DALI prefetches itself (and on the GPU the batches are already in device memory)
             ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
                                        input_context=ctx, config=augment, start_batch=start_step * local_replicas,
                                        stats=loader.pipeline_stats[-1], augment_on=augment_on)
         return ds.prefetch(cfg.data.prefetch)
 
-    options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+    dali_on_gpu = cfg.data.loader == "dali" and replica_device_type(strategy) == "GPU"
+    if dali_on_gpu:  # one DALI pipeline per GPU, its batches already on that GPU (DALI's multi-GPU recipe)
+        options = tf.distribute.InputOptions(experimental_place_dataset_on_device=True,
+                                             experimental_fetch_to_device=False,
+                                             experimental_replication_mode=tf.distribute.InputReplicationMode.PER_REPLICA)
+    else:
+        options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     dist = strategy.distribute_datasets_from_function(dataset_fn, options)
     return dist, [loader]
 
@@ -289,12 +302,20 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
 AUGMENT_ON = ("auto", "host", "device")
 
 
-def resolve_augment_on(value: str, device_type: str) -> str:
+LOADERS = ("cpp", "dali")
+
+
+def resolve_augment_on(value: str, device_type: str, loader: str = "cpp") -> str:
     """data.augment_on -> "host" | "device": "auto" puts the colour stage on GPU and TPU replicas (the host
     cores are what limits input there) and keeps it in the loader on a CPU-only run (where the replica is
     the host: doing it in the step only moves the same work onto the cores that run the model)."""
     if value not in AUGMENT_ON:
         raise ValueError(f"data.augment_on={value!r}: must be one of {AUGMENT_ON}")
+    if loader == "dali":  # DALI's pipeline stops after crop, resize and flip
+        if value == "host":
+            raise ValueError("data.augment_on=host with data.loader=dali: the DALI pipeline leaves the colour stage "
+                             "to the train step; use data.augment_on=device (or auto), or data.loader=cpp")
+        return "device"
     if value == "auto":
         return "device" if device_type in ("GPU", "TPU") else "host"
     return value
@@ -633,6 +654,8 @@ def validate_config(cfg: Config) -> None:
             for part in key.split("."):
                 value = value[part]
             raise ValueError(f"{key}={value!r}: must be {valid}")
+    if cfg.data.loader not in LOADERS:
+        raise ValueError(f"data.loader={cfg.data.loader!r}: must be one of {LOADERS}")
     if cfg.data.augment_on not in AUGMENT_ON:
         raise ValueError(f"data.augment_on={cfg.data.augment_on!r}: must be one of {AUGMENT_ON}")
     if cfg.runtime.precision not in PRECISIONS:
@@ -668,6 +691,8 @@ def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, j
         data_line = f"{plan.num_sources} videos from {shown}"
         if plan.videos_per_epoch != plan.num_sources:
             data_line += f" (epoch length {plan.videos_per_epoch}: data.num_train_videos)"
+        if cfg.data.loader == "dali":
+            data_line += f"; decoded by DALI on the {'GPU' if device_type == 'GPU' else 'CPU'}"
         data_line += (f"; colour augmentation on the {device_type} replicas (data.augment_on={cfg.data.augment_on})"
                       if augment_on == "device" else "")
     lr0 = scaled_learning_rate(cfg.train.base_learning_rate, cfg.train.global_batch_size, cfg.train.base_batch_size,
@@ -699,7 +724,7 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     keras.utils.set_random_seed(cfg.runtime.seed)
     set_precision(cfg.runtime.precision)
     jit = resolve_jit_compile(cfg.runtime.jit_compile)
-    augment_on = resolve_augment_on(cfg.data.augment_on, device_type)
+    augment_on = resolve_augment_on(cfg.data.augment_on, device_type, cfg.data.loader)
     worker_index, is_chief = _task_info(strategy)
     total_steps, warmup_steps = schedule_steps(cfg, plan.videos_per_epoch)
 

@@ -43,6 +43,10 @@ def get_config() -> Config:
             # threads), "device" (cvrl_fast.device_augment inside the train step, on each replica's
             # accelerator) or "auto": device when the replicas are GPUs or TPUs, host on a CPU-only run.
             "augment_on": "auto",
+            # Which input backend reads the files: "cpp" (the project's C++ loader: any FFmpeg format and
+            # reference TFRecords) or "dali" (NVIDIA DALI: NVDEC on GPU replicas, DALI's CPU decoder for
+            # VP8/VP9/MJPEG otherwise; needs `make setup-dali`; colour augmentation runs on the device).
+            "loader": "cpp",
             # Every AugmentConfig field with its default (cvrl.md §1-§2); num_frames, frame_stride and
             # image_size above set the clip shape. target_fps 0 means native frames.
             "augment": augment_defaults(),
