@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Serialise concurrent rebuilds of the extension (several shells may call `make build`).
 LOCK := flock $(CURDIR)/.build.lock
 
-.PHONY: setup apt venv build test test-all test-asan asan-build bench bench-baseline demo clean
+.PHONY: setup apt venv build test test-all test-asan asan-build setup-dali test-dali bench bench-baseline demo clean
 
 setup: apt venv build
 
@@ -66,6 +66,22 @@ test-asan: asan-build
 	$(PY) scripts/fetch_clips.py
 	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  $(ASAN_PY) -m pytest -q -p no:cacheprovider tests/test_loader.py tests/test_video_reader.py
+
+# NVIDIA DALI input (cvrl_fast.dali, data.loader=dali): DALI itself from PyPI (~1 GB), then its TensorFlow
+# plugin, which compiles at install time against the TensorFlow in the venv (hence no build isolation; a few
+# minutes). `import cvrl_fast` never needs either.
+DALI_STAMP := $(VENV)/.dali-stamp
+setup-dali: setup $(DALI_STAMP)
+
+$(DALI_STAMP):
+	$(PIP) install -q "nvidia-dali-cuda120>=2.4"
+	$(PIP) install -q --no-build-isolation "nvidia-dali-tf-plugin-cuda120>=2.4"
+	@touch $@
+
+# The DALI tests (DALI's CPU backend: VP9 and MJPEG fixtures; NVDEC needs a GPU, see benchmarks/dali_nvdec.py).
+test-dali: setup-dali
+	$(PY) scripts/fetch_clips.py
+	$(PY) -m pytest -q tests/test_dali.py
 
 # Benchmarks are pytest-benchmark suites (bench_*.py). A stored baseline (benchmarks/baselines/, made on
 # this project's 2-core machine by `make bench-baseline`) turns them into a gate: `make bench` fails when a

@@ -181,3 +181,11 @@ def test_trainer_with_dali_under_mirrored_strategy_resumes_exactly(media, tmp_pa
     assert len(keys) > 150
     for key in keys:
         np.testing.assert_array_equal(readers[0].get_tensor(key), readers[1].get_tensor(key), err_msg=key)
+
+
+def test_nvdec_benchmark_checks_what_it_needs():
+    """benchmarks/bench_dali.py --gpu on a machine without a GPU says so and stops (rc 2) before any work."""
+    proc = subprocess.run([sys.executable, "benchmarks/bench_dali.py", "--gpu"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "bench_dali: missing a GPU visible to TensorFlow (--gpu times NVDEC)" in proc.stderr
