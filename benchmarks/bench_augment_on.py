@@ -3,9 +3,9 @@ colour stage costs when it moves into the train step.
 
 Loader part (no TensorFlow): `cvrl_fast.PairLoader` with 2 threads, full-size pairs (2 x 16 x 224 x 224 x 3),
 `augment_on="host"` (every pixel op on the host) vs `augment_on="device"` (decode, crop, resize, flip on the
-host; the colour parameters ride along). Both loaders run in the same process, interleaved in rounds
-(host, device, host, device, ...), so a burst of load from elsewhere hits both; the table gives the median
-round. Data as in bench_loader.py: default-GOP mp4, `-g 16` mp4 and reference TFRecords.
+host; the colour parameters ride along). Both modes run in the same process, interleaved in rounds
+(host, device, then device, host, ...; each loader alone while it is timed, started, warmed up by one batch
+and closed), so a burst of load from elsewhere hits both; the table gives the median round. Data as in bench_loader.py: default-GOP mp4, `-g 16` mp4 and reference TFRecords.
 
 Step part (TensorFlow, this CPU): `cvrl_fast.device_augment` on a batch of full-size views (the cost the
 colour stage adds to the train step when it runs on the replica's device; on this CPU that device is the
@@ -37,41 +37,25 @@ BATCH = 8
 MODES = ("host", "device")
 
 
-class _Loaders:
-    """One endless loader per mode over the same sources, both warmed up."""
-
-    def __init__(self, sources, num_threads: int = 2):
-        self.loaders = {m: cvrl_fast.PairLoader(sources, batch_size=BATCH, seed=0, num_threads=num_threads,
-                                                prefetch_batches=2, augment_on=m) for m in MODES}
-        for loader in self.loaders.values():
-            next(loader)
-
-    def time(self, mode: str, num_pairs: int) -> tuple[float, float]:
-        """(pairs per wall-second, CPU ms per pair: process CPU time over the pairs, all threads)."""
-        loader = self.loaders[mode]
-        # The other loader is idle but full (its prefetch is done), so its threads use no CPU here.
+def _time_mode(sources, mode: str, num_pairs: int, num_threads: int = 2) -> tuple[float, float]:
+    """(pairs per wall-second, host CPU ms per pair) of one loader alone in the process: started, warmed up by
+    one batch, timed over num_pairs, closed (so no other loader's threads refill a prefetch meanwhile)."""
+    with cvrl_fast.PairLoader(sources, batch_size=BATCH, seed=0, num_threads=num_threads, prefetch_batches=2,
+                              augment_on=mode) as loader:
+        next(loader)
         wall, cpu = time.perf_counter(), time.process_time()
         done = 0
         while done < num_pairs:
             done += len(next(loader)["index"])
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        return done / wall, 1000 * cpu / done
-
-    def close(self):
-        for loader in self.loaders.values():
-            loader.close()
+    return done / wall, 1000 * cpu / done
 
 
 def measure_loaders(sources, num_pairs: int, rounds: int) -> dict:
-    loaders = _Loaders(sources)
-    try:
-        results = {m: [] for m in MODES}
-        for _ in range(rounds):
-            for m in MODES:
-                loaders.time(m, BATCH * 2)  # drain what was prefetched while the other mode ran
-                results[m].append(loaders.time(m, num_pairs))
-    finally:
-        loaders.close()
+    results = {m: [] for m in MODES}
+    for r in range(rounds):
+        for m in (MODES if r % 2 == 0 else MODES[::-1]):  # alternate which mode goes first
+            results[m].append(_time_mode(sources, m, num_pairs))
     out = {}
     for m, runs in results.items():
         out[m] = {"pairs_per_s": statistics.median(r[0] for r in runs),

@@ -80,6 +80,28 @@ CVRL_HOT void lerp_rows(const float* top, const float* bottom, float y_lerp, int
   }
 }
 
+// Device mode in parity: the same horizontal lerp, kept interleaved (3 x out_w values, channel minor).
+CVRL_HOT void lerp_row_interleaved(const float* src, const int* lo3, const int* hi3, const float* xl, int out_w,
+                                   float* out) {
+  for (int x = 0; x < out_w; ++x) {
+    const float* a = src + lo3[x];
+    const float* b = src + hi3[x];
+    const float w = xl[x];
+    out[3 * x] = a[0] + (b[0] - a[0]) * w;
+    out[3 * x + 1] = a[1] + (b[1] - a[1]) * w;
+    out[3 * x + 2] = a[2] + (b[2] - a[2]) * w;
+  }
+}
+
+// ... and the vertical lerp truncated straight to uint8: the reference's cast of the resized crop. The same
+// float operations as lerp_rows, so the bytes equal round(255 * (trunc(v) / 255)) of the planar path.
+CVRL_HOT void lerp_rows_trunc_u8(const float* top, const float* bottom, float y_lerp, int n, uint8_t* out) {
+  for (int i = 0; i < n; ++i) {
+    const float v = top[i] + (bottom[i] - top[i]) * y_lerp;
+    out[i] = static_cast<uint8_t>(static_cast<int>(v));  // v in [0, 255]: a convex mix of uint8 values
+  }
+}
+
 CVRL_HOT void brightness(float* x, int64_t n, float f) {
   for (int64_t i = 0; i < n; ++i) x[i] = clamp01(x[i] * f);
 }
@@ -401,6 +423,37 @@ void augment_clip(const ClipWindow& clip, const ViewParams& params, const Augmen
       }
     }
   };
+
+  if (device && s.truncate_after_resize) {
+    // Geometry only, in parity: resize and truncate straight into the interleaved uint8 output (no planar
+    // float frame, no x/255 and back). Bytes equal the planar path's (tested against host mode).
+    for (int t = 0; t < T; ++t) {
+      const uint8_t* src = clip.frames[t];
+      uint8_t* out = out_u8 + t * frame_values;
+      int cached[2] = {-1, -1};  // source rows held by row_buf[0], row_buf[1] (interleaved, 3 x S)
+      auto find = [&](int r) { return cached[0] == r ? 0 : (cached[1] == r ? 1 : -1); };
+      auto load = [&](int r, int into) {
+        u8_to_f32(src + static_cast<int64_t>(r) * clip.row_stride_bytes, clip.width * 3, src_row);
+        lerp_row_interleaved(src_row, lo3.data(), hi3.data(), xl.data(), S, row_buf[into]);
+        cached[into] = r;
+      };
+      for (int y = 0; y < S; ++y) {
+        const int lo = ys[y].lower, hi = ys[y].upper;
+        int s_lo = find(lo), s_hi = find(hi);
+        if (s_lo < 0) {
+          s_lo = s_hi == 0 ? 1 : 0;
+          load(lo, s_lo);
+        }
+        if (s_hi < 0) {
+          s_hi = lo == hi ? s_lo : 1 - s_lo;
+          if (lo != hi) load(hi, s_hi);
+        }
+        const int slot[2] = {s_lo, s_hi};
+        lerp_rows_trunc_u8(row_buf[slot[0]], row_buf[slot[1]], ys[y].lerp, 3 * S, out + static_cast<int64_t>(y) * 3 * S);
+      }
+    }
+    return;
+  }
 
   // Op sequence after the resize; contrast needs the clip-wide mean of its input.
   int ops[4];

@@ -71,6 +71,19 @@ def test_sample_pair_device_mode_matches_host(clip_dir, tfrecord, op):
                 assert max(np.abs(h - d / 255.0).max() for h, d in ((h1, d1), (h2, d2))) > 4 * TOL, (op, name)
 
 
+def test_device_views_equal_host_views_without_colour(clip_dir, tfrecord):
+    """With every colour op off, host mode's uint8 output is the geometry alone (planar resize, truncation,
+    x/255, round(255 x)): device mode's direct uint8 path must give the same bytes, in parity mode and not."""
+    for parity in (True, False):
+        cfg = AugmentConfig(**BASE, **NONE, parity=parity)
+        for name, source in _sources(clip_dir, tfrecord).items():
+            for seed in (0, 1, 2):
+                h1, h2 = sample_pair(source, seed, cfg, index=seed)
+                d1, d2, _, _ = sample_pair(source, seed, cfg, index=seed, augment_on="device")
+                np.testing.assert_array_equal(d1, h1, err_msg=f"{name} seed {seed} parity {parity}")
+                np.testing.assert_array_equal(d2, h2, err_msg=f"{name} seed {seed} parity {parity}")
+
+
 def test_sample_pair_device_mode_matches_host_fails(clip_dir, tfrecord):
     """The comparison above catches a device stage that drops an op or uses another clip's parameters,
     and the engine refuses what device mode cannot give."""
