@@ -223,7 +223,7 @@ class MakePairKernel : public PairKernelBase {
 
 struct SkipRecord {
   std::mutex mu;
-  std::set<std::string> names;
+  std::set<std::string> names, logged;
   std::vector<std::pair<std::string, std::string>> skipped;  // (source, reason), first failure each
   int64_t failed_attempts = 0;
 };
@@ -308,9 +308,11 @@ class SlotPairKernel : public PairKernelBase {
       SkipRecord& record = skip_record();
       std::lock_guard<std::mutex> lock(record.mu);
       ++record.failed_attempts;
-      if (!record.names.insert(src.name()).second) return;
-      record.skipped.emplace_back(src.name(), e.what());
-      if (log_skips_) std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
+      if (record.names.insert(src.name()).second) record.skipped.emplace_back(src.name(), e.what());
+      // Logged once per source and process, by the first pipeline that logs at all.
+      if (log_skips_ && record.logged.insert(src.name()).second) {
+        std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
+      }
     }
     std::string exhausted_detail() const override { return " (last: " + last_ + ")"; }
 

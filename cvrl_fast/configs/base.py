@@ -43,6 +43,13 @@ def get_config() -> Config:
             # threads), "device" (cvrl_fast.device_augment inside the train step, on each replica's
             # accelerator) or "auto": device when the replicas are GPUs or TPUs, host on a CPU-only run.
             "augment_on": "auto",
+            # The input engine (cvrl_fast.data.pretrain_dataset): "loader" (PairLoader's C++ threads behind
+            # from_generator; resumes at the checkpointed step) or "graph" (a pure TF pipeline of the engine's
+            # op, the same bytes; its iterator state is in the checkpoint, and it can run on tf.data service).
+            "engine": "loader",
+            # HOST:PORT of a tf.data service dispatcher (`cvrl-fast input-dispatcher`): the graph pipeline runs
+            # on its input workers (`cvrl-fast input-worker`) instead of this process. Empty: local input.
+            "service_address": "",
             # Every AugmentConfig field with its default (cvrl.md §1-§2); num_frames, frame_stride and
             # image_size above set the clip shape. target_fps 0 means native frames.
             "augment": augment_defaults(),
