@@ -545,6 +545,13 @@ def make_stop_agreement(strategy):
 INPUT_ITERATOR = "input_iterator"  # the graph pipeline's iterator in the training checkpoint
 
 
+def _attach_input_iterator(ckpt: tf.train.Checkpoint, iterator) -> None:
+    """Tracks the graph pipeline's iterator in the training checkpoint: every later save holds its
+    position, and, after a restore, attaching it restores it from that checkpoint at once (TF's deferred
+    restoration of objects attached after `restore`). So it must be attached before the first `next`."""
+    setattr(ckpt, INPUT_ITERATOR, iterator)
+
+
 def checkpoint_dir(workdir: str, worker_index: int, is_chief: bool) -> str:
     # Every worker must call save() under MultiWorkerMirroredStrategy; only the chief's copy is the
     # run's checkpoint. Each worker keeps its own copy because loader state is per worker.
@@ -745,7 +752,8 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     loader_state = None
     if manager.latest_checkpoint:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            restore_status = ckpt.restore(manager.latest_checkpoint)
+            restore_status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as e:
             raise ValueError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint "
                              f"({type(e).__name__}: {str(e).splitlines()[0]})") from None
@@ -755,9 +763,11 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
 
     # ---- input ----
     # The local graph pipeline's iterator is part of the checkpoint (data.engine=graph): a resume restores
-    # its position, and the pipeline is built from batch 0. A checkpoint without one (the run began with
-    # the loader engine) resumes at the step, as the loader does. A tf.data service iterator cannot be
-    # saved: the service resumes at the step too.
+    # its position, and the pipeline is built from batch 0. A checkpoint without one resumes at the step,
+    # as the loader does (exact too: batch b is a pure function of b): the run began with the loader
+    # engine, or its strategy's distributed iterator cannot be saved (TF's DistributedIterator of a
+    # multi-replica strategy is not trackable), or the input is on tf.data service (whose iterator
+    # lives on the dispatcher and workers).
     checkpoint_iterator = plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address
     restore_iterator = checkpoint_iterator and manager.latest_checkpoint is not None and any(
         name.startswith(INPUT_ITERATOR + "/") for name, _ in tf.train.list_variables(manager.latest_checkpoint))
@@ -809,11 +819,13 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite) -> TrainR
     stop_at = total_steps if not cfg.train.stop_after_steps else min(total_steps, start_step + cfg.train.stop_after_steps)
     clips_per_step = 2 * cfg.train.global_batch_size
     iterator = iter(dist_dataset)
-    if checkpoint_iterator:
-        # Tracked from here on, so every save holds it; restored now from the checkpoint read above.
-        setattr(ckpt, INPUT_ITERATOR, iterator)
+    if checkpoint_iterator and isinstance(iterator, tf.__internal__.tracking.Trackable):
+        _attach_input_iterator(ckpt, iterator)
         if restore_iterator:
-            tf.train.Checkpoint(**{INPUT_ITERATOR: iterator}).read(manager.latest_checkpoint).expect_partial()
+            restore_status.assert_existing_objects_matched()  # the iterator was restored, too
+    elif restore_iterator:
+        raise ValueError(f"{manager.latest_checkpoint}: holds the input pipeline's iterator, which this run's "
+                         f"{type(strategy).__name__} iterator cannot restore")
     agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
     step, metrics, interrupted = start_step, {}, None
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
