@@ -38,6 +38,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import cvrl_fast
 
     print(f"cvrl_fast {cvrl_fast.__version__}: {cvrl_fast.build_info()}")
+    from cvrl_fast import tf_ops
+
+    try:
+        print(f"TensorFlow ops (data.engine=graph, input workers): {tf_ops.library_path()}")
+    except ImportError:
+        print("TensorFlow ops (data.engine=graph, input workers): not built (no TensorFlow at build time)")
     return 0
 
 

@@ -156,10 +156,14 @@ def _graph_dataset(sources, *, per_pipeline, seed, shard_index, num_shards, conf
         raise ValueError(f"num_threads = {num_threads!r} must be None (AUTOTUNE) or an integer in [1, 256]")
     if not (isinstance(prefetch_batches, int) and prefetch_batches >= 0):
         raise ValueError(f"prefetch_batches = {prefetch_batches!r} must be an integer >= 0")
+    if not (isinstance(max_retries, int) and max_retries >= 0):
+        raise ValueError(f"max_retries = {max_retries!r} must be an integer >= 0")
     tf_ops.library()  # the ops must be registered before the map function is traced
-    table = {k: tf.constant(v.tolist() if v.dtype == object else v) for k, v in
-             source_table(sources, shard_index, num_shards).items()}
-    n = int(table["paths"].shape[0])
+    shard = source_table(sources, shard_index, num_shards)
+    n = len(shard["paths"])
+    if n == 0:
+        raise ValueError(f"input pipeline {shard_index} of {num_shards} gets no videos")
+    table = {k: tf.constant(v.tolist() if v.dtype == object else v) for k, v in shard.items()}
     batch = int(per_pipeline)
     # PairLoader with drop_remainder: epochs x n slots, cut to whole batches; endless: as good as endless.
     end_batch = (epochs * n) // batch if epochs is not None else (1 << 62) // batch

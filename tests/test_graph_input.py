@@ -358,3 +358,20 @@ def test_generator_pipeline_on_tf_data_service_fails(media, service):
     ds = data.distribute(data.pretrain_dataset(media["good"], batch_size=2, seed=8, config=SMALL, epochs=1), service)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Could not find callback with key=pyfunc_"):
         next(iter(ds))
+
+
+@pytest.mark.slow  # builds and trains the tiny model for 2 steps through the service: ~1 min on 2 cores
+def test_trainer_reads_from_tf_data_service(media, service, tmp_path):
+    """data.service_address: the trainer's graph pipeline runs on the workers; a resumed service run starts
+    at the step (the service iterator is not in the checkpoint)."""
+    from cvrl_fast import trainer
+    from cvrl_fast.configs import load_config
+
+    overrides = ["model.depth=18", "model.head_num_hidden_layers=1", "train.total_steps=2", "train.global_batch_size=2",
+                 "data.engine=graph", f"data.service_address={service}", "data.sources=" + ",".join(media["good"])]
+    workdir = str(tmp_path / "run")
+    part = trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), workdir)
+    rest = trainer.train(load_config("tiny_cpu", overrides), workdir)
+    assert (part.step, rest.start_step, rest.step) == (1, 1, 2) and np.isfinite(rest.metrics["loss"])
+    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints", "ckpt-2"))
+    assert not any(k.startswith("input_iterator/") for k in reader.get_variable_to_shape_map())

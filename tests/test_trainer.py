@@ -624,6 +624,23 @@ def test_train_with_graph_engine_resumes_exactly_fails(loader_engine_run, graph_
         assert_same_weights(workdir, loader_engine_run[0])
 
 
+@pytest.mark.parametrize("engine,message", [
+    ("loader", "every one of the 2 sources failed to decode; first error: "),
+    ("graph", r"32 replacement sources in a row failed to decode \(last: .*broken"),
+])
+def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine, message):
+    """Both engines' own failure reaches the loop as one InputError naming the step (the graph op's
+    DataLossError is unwrapped like the loader's RuntimeError)."""
+    broken = [tmp_path / "broken1.mp4", tmp_path / "broken2.mp4"]
+    for p in broken:
+        p.write_bytes(b"not a video" * 100)
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(map(str, broken)),
+                                                   "train.global_batch_size=2", f"data.engine={engine}"])
+    with pytest.raises(trainer.InputError, match="training stopped at step 1: data.sources: " + message) as e:
+        trainer.train(cfg, str(tmp_path / "run"))
+    assert "[[" not in str(e.value) and "\n" not in str(e.value)  # TF's node annotations are not in it
+
+
 def test_engine_and_service_config_fails(graph_sources, tmp_path):
     with pytest.raises(ValueError, match=r"data.engine='tf': must be one of \('loader', 'graph'\)"):
         trainer.validate_config(load_config("tiny_cpu", ["data.engine=tf"]))

@@ -119,7 +119,7 @@ _MIRRORED_SCRIPT = textwrap.dedent("""
 """) % (SMALL,)
 
 
-@pytest.mark.parametrize("engine", ["loader", "graph"])
+@pytest.mark.parametrize("engine", ["loader", pytest.param("graph", marks=pytest.mark.slow)])  # graph: ~5 min
 def test_device_mode_under_mirrored_strategy_resumes_exactly(tmp_path, engine):
     """Also through the graph engine. TF cannot save a multi-replica strategy's distributed iterator (it is
     not trackable), so there the graph engine resumes at the step, as the loader does: batch b is a pure
