@@ -360,7 +360,6 @@ def test_generator_pipeline_on_tf_data_service_fails(media, service):
         next(iter(ds))
 
 
-@pytest.mark.slow  # builds and trains the tiny model for 2 steps through the service: ~1 min on 2 cores
 def test_trainer_reads_from_tf_data_service(media, service, tmp_path):
     """data.service_address: the trainer's graph pipeline runs on the workers; a resumed service run starts
     at the step (the service iterator is not in the checkpoint)."""

@@ -595,6 +595,7 @@ def _graph_overrides(graph_sources):
     return RUN_OVERRIDES + ["data.sources=" + ",".join(graph_sources), "train.total_steps=3", "data.engine=graph"]
 
 
+@pytest.mark.slow  # four short runs (the loader engine's, then two through the graph engine): ~1.5 min on 2 cores
 def test_train_with_graph_engine_resumes_exactly(loader_engine_run, graph_sources, tmp_path):
     """data.engine=graph: the graph pipeline's iterator is in the checkpoint, the resumed run builds its
     pipeline from batch 0 and restores the position, and ends with the weights of the uninterrupted run;
@@ -612,6 +613,7 @@ def test_train_with_graph_engine_resumes_exactly(loader_engine_run, graph_source
         assert [s["source"] for s in _summary(run)["skipped"]] == [graph_sources[-1]], _summary(run)
 
 
+@pytest.mark.slow  # two short runs, after the loader engine's: ~1 min on 2 cores
 def test_train_with_graph_engine_resumes_exactly_fails(loader_engine_run, graph_sources, tmp_path, monkeypatch):
     """With the iterator left out of the resumed run's checkpoint (so nothing restores it), its pipeline,
     built from batch 0, reads batch 0 again, and the weights differ."""
