@@ -170,7 +170,10 @@ PYBIND11_MODULE(_C, m) {
               else if (where == "device") s.augment_on = cvrl::AugmentOn::kDevice;
               else throw std::invalid_argument("augment_on = '" + where + "' must be 'host' or 'device'");
             })
-        .def("validate", &AugmentSettings::validate);
+        .def("validate", &AugmentSettings::validate)
+        .def("serialize", &cvrl::serialize_settings,
+             "Every field but augment_on as name=value lines, doubles exact (the TensorFlow ops' settings attr).");
+    m.def("parse_settings", &cvrl::parse_settings, py::arg("text"));
     py::class_<cvrl::Box>(m, "Box")
         .def(py::init<>())
         .def(py::init([](int x, int y, int w, int h) { return cvrl::Box{x, y, w, h}; }), py::arg("x"),
@@ -369,7 +372,7 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("jpeg"), py::arg("x"), py::arg("y"), py::arg("width"), py::arg("height"), py::arg("scale_denom") = 1);
     m.def("epoch_permutation", &cvrl::epoch_permutation, py::arg("seed"), py::arg("epoch"), py::arg("num_sources"),
-          py::arg("shuffle") = true, "PairLoader's order of one epoch's sources.");
+          py::arg("shuffle") = true, "The loader's order of one epoch's sources (positions in the shard).");
     m.def("replacement_position", &cvrl::replacement_position, py::arg("seed"), py::arg("epoch"), py::arg("slot"),
           py::arg("attempt"), py::arg("num_sources"), "PairLoader's position for attempt >= 1 of a slot.");
     m.def("attempt_key", &cvrl::attempt_key, py::arg("source_id"), py::arg("slot"), py::arg("attempt"),

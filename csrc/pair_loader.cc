@@ -154,6 +154,70 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
 }
 
 // ---------------------------------------------------------------------------------------------
+// Slot rules (shared with csrc/tf_ops.cc)
+
+std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t num_sources, bool shuffle) {
+  if (num_sources < 1) {
+    throw std::invalid_argument("epoch_permutation: num_sources = " + std::to_string(num_sources) + " must be >= 1");
+  }
+  if (epoch < 0) throw std::invalid_argument("epoch_permutation: epoch = " + std::to_string(epoch) + " must be >= 0");
+  std::vector<int64_t> perm(static_cast<size_t>(num_sources));
+  for (int64_t i = 0; i < num_sources; ++i) perm[static_cast<size_t>(i)] = i;
+  if (shuffle) {  // Fisher-Yates keyed by (seed, epoch): independent of threads and batch size
+    CounterRng rng(seed, static_cast<uint64_t>(epoch), 0, kStreamEpochShuffle);
+    for (int64_t i = num_sources - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[rng.uniform_int(i + 1)]);
+  }
+  return perm;
+}
+
+int64_t replacement_position(uint64_t seed, int64_t epoch, int64_t slot, int attempt, int64_t num_sources) {
+  if (attempt < 1) throw std::invalid_argument("replacement_position: attempt = " + std::to_string(attempt) + " must be >= 1");
+  if (num_sources < 1) throw std::invalid_argument("replacement_position: num_sources must be >= 1");
+  CounterRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
+  int64_t pos = 0;
+  for (int a = 0; a < attempt; ++a) pos = static_cast<int64_t>(rng.uniform_int(static_cast<uint64_t>(num_sources)));
+  return pos;
+}
+
+uint64_t attempt_key(int64_t source_id, int64_t slot, int attempt) {
+  return attempt == 0 ? static_cast<uint64_t>(source_id)
+                      : detail::splitmix64(static_cast<uint64_t>(source_id) ^
+                                           detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
+}
+
+SlotSample make_slot_sample(PairMaker& maker, SlotSources& sources, uint64_t seed, int64_t slot, int64_t position,
+                            int max_retries, const PairOutput& out) {
+  const int64_t n = sources.size();
+  const int64_t epoch = slot / n;
+  // A bad source is replaced by a draw keyed by (seed, epoch, slot, attempt), so the replacement is
+  // the same whatever the thread count, timing, or which engine (loader or graph op) runs the slot.
+  CounterRng replacement(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
+  SlotSample sample;
+  for (int attempt = 0;; ++attempt) {
+    if (attempt > 0) {
+      ++sample.failed_attempts;
+      if (attempt > max_retries) {
+        throw std::runtime_error("PairLoader: " + std::to_string(max_retries) +
+                                 " replacement sources in a row failed to decode" + sources.exhausted_detail());
+      }
+      position = static_cast<int64_t>(replacement.uniform_int(static_cast<uint64_t>(n)));
+    }
+    if (sources.known_bad(position)) continue;  // would fail again
+    const SourceRef& src = sources.at(position);
+    const uint64_t key = attempt_key(src.id, slot, attempt);
+    try {
+      sample.params = maker.make(src, seed, static_cast<uint64_t>(epoch), key, out);
+      sample.source_id = src.id;
+      return sample;
+    } catch (const std::bad_alloc&) {
+      throw;
+    } catch (const std::exception& e) {
+      sources.failed(position, src, e);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // BufferPool: batch buffers are recycled once Python drops its last reference.
 
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
@@ -280,33 +344,6 @@ PairLoader::Caller::~Caller() {
   loader_.callers_cv_.notify_all();
 }
 
-std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t num_sources, bool shuffle) {
-  if (num_sources < 1) throw std::invalid_argument("epoch_permutation: num_sources = " + std::to_string(num_sources) + " must be >= 1");
-  if (epoch < 0) throw std::invalid_argument("epoch_permutation: epoch = " + std::to_string(epoch) + " must be >= 0");
-  std::vector<int64_t> perm(static_cast<size_t>(num_sources));
-  for (int64_t i = 0; i < num_sources; ++i) perm[static_cast<size_t>(i)] = i;
-  if (shuffle) {  // Fisher-Yates keyed by (seed, epoch): independent of threads and batch size
-    CounterRng rng(seed, static_cast<uint64_t>(epoch), 0, kStreamEpochShuffle);
-    for (int64_t i = num_sources - 1; i > 0; --i) std::swap(perm[static_cast<size_t>(i)], perm[rng.uniform_int(i + 1)]);
-  }
-  return perm;
-}
-
-int64_t replacement_position(uint64_t seed, int64_t epoch, int64_t slot, int attempt, int64_t num_sources) {
-  if (attempt < 1) throw std::invalid_argument("replacement_position: attempt = " + std::to_string(attempt) + " must be >= 1");
-  if (num_sources < 1) throw std::invalid_argument("replacement_position: num_sources must be >= 1");
-  CounterRng rng(seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
-  int64_t pos = 0;
-  for (int a = 0; a < attempt; ++a) pos = static_cast<int64_t>(rng.uniform_int(static_cast<uint64_t>(num_sources)));
-  return pos;
-}
-
-uint64_t attempt_key(int64_t source_id, int64_t slot, int attempt) {
-  return attempt == 0 ? static_cast<uint64_t>(source_id)
-                      : detail::splitmix64(static_cast<uint64_t>(source_id) ^
-                                           detail::splitmix64(static_cast<uint64_t>(slot) * 64 + attempt));
-}
-
 const std::vector<int64_t>& PairLoader::permutation(int64_t epoch) {
   auto it = perms_.find(epoch);
   if (it != perms_.end()) return it->second;
@@ -331,6 +368,47 @@ PairLoader::InFlight& PairLoader::batch_for(int64_t b) {
   return *in_flight_.emplace(b, std::move(f)).first->second;
 }
 
+namespace {
+
+// PairLoader's sources for make_slot_sample: its vector, the bad-source flags as the cache, and the
+// stats, log line and "every source failed" stop on a source's first failure.
+class LoaderSlotSources : public SlotSources {
+ public:
+  LoaderSlotSources(const std::vector<SourceRef>& sources, std::atomic<uint8_t>* bad, std::atomic<int64_t>& bad_count,
+                    std::mutex& mu, LoaderStats& stats, bool log_skips)
+      : sources_(sources), bad_(bad), bad_count_(bad_count), mu_(mu), stats_(stats), log_skips_(log_skips) {}
+  int64_t size() const override { return static_cast<int64_t>(sources_.size()); }
+  const SourceRef& at(int64_t position) override { return sources_[static_cast<size_t>(position)]; }
+  bool known_bad(int64_t position) override { return bad_[position].load(std::memory_order_relaxed) != 0; }
+  void failed(int64_t position, const SourceRef& src, const std::exception& e) override {
+    const bool first = bad_[position].exchange(1) == 0;
+    std::lock_guard<std::mutex> lock(mu_);
+    ++stats_.failed_attempts;
+    if (!first) return;
+    const int64_t count = ++bad_count_;
+    stats_.skipped.emplace_back(src.name(), e.what());
+    if (log_skips_) std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
+    if (count == size()) {
+      throw std::runtime_error("PairLoader: every one of the " + std::to_string(size()) +
+                               " sources failed to decode; first error: " + stats_.skipped.front().first + ": " +
+                               stats_.skipped.front().second);
+    }
+  }
+  std::string exhausted_detail() const override {
+    return " (" + std::to_string(bad_count_.load()) + " of " + std::to_string(size()) + " sources are bad)";
+  }
+
+ private:
+  const std::vector<SourceRef>& sources_;
+  std::atomic<uint8_t>* bad_;
+  std::atomic<int64_t>& bad_count_;
+  std::mutex& mu_;
+  LoaderStats& stats_;
+  bool log_skips_;
+};
+
+}  // namespace
+
 void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int row) {
   const int64_t n = num_sources();
   const int64_t epoch = slot / n;
@@ -345,50 +423,16 @@ void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int r
     if (options_.float_output) out.f32[v] = reinterpret_cast<float*>(base);
     else out.u8[v] = base;
   }
-  // A bad source is replaced by a draw keyed by (seed, epoch, slot, attempt), so the replacement is
-  // the same whatever the thread count or timing.
-  CounterRng replacement(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(slot), kStreamReplacement);
-  for (int attempt = 0;; ++attempt) {
-    if (attempt > 0) {
-      if (attempt > options_.max_retries) {
-        throw std::runtime_error("PairLoader: " + std::to_string(options_.max_retries) +
-                                 " replacement sources in a row failed to decode (" + std::to_string(bad_count_.load()) +
-                                 " of " + std::to_string(n) + " sources are bad)");
-      }
-      pos = static_cast<int64_t>(replacement.uniform_int(static_cast<uint64_t>(n)));
-    }
-    const SourceRef& src = sources_[static_cast<size_t>(pos)];
-    if (bad_[pos].load(std::memory_order_relaxed)) continue;  // known bad: would fail again
-    const uint64_t key = attempt_key(src.id, slot, attempt);
-    try {
-      const PairParams params = maker.make(src, options_.seed, static_cast<uint64_t>(epoch), key, out);
-      if (device_colour()) {
-        for (int v = 0; v < 2; ++v) {
-          const auto c = colour_row(params.views[v]);
-          std::copy(c.begin(), c.end(), target.batch.colour[v].begin() + static_cast<int64_t>(row) * kNumColourParams);
-        }
-      }
-      target.batch.index[row] = src.id;
-      target.batch.epoch[row] = epoch;
-      return;
-    } catch (const std::bad_alloc&) {
-      throw;
-    } catch (const std::exception& e) {
-      const bool first = bad_[pos].exchange(1) == 0;
-      std::lock_guard<std::mutex> lock(mu_);
-      ++stats_.failed_attempts;
-      if (first) {
-        const int64_t count = ++bad_count_;
-        stats_.skipped.emplace_back(src.name(), e.what());
-        if (options_.log_skips) std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
-        if (count == n) {
-          throw std::runtime_error("PairLoader: every one of the " + std::to_string(n) +
-                                   " sources failed to decode; first error: " + stats_.skipped.front().first + ": " +
-                                   stats_.skipped.front().second);
-        }
-      }
+  LoaderSlotSources sources(sources_, bad_.get(), bad_count_, mu_, stats_, options_.log_skips);
+  const SlotSample sample = make_slot_sample(maker, sources, options_.seed, slot, pos, options_.max_retries, out);
+  if (device_colour()) {
+    for (int v = 0; v < 2; ++v) {
+      const auto c = colour_row(sample.params.views[v]);
+      std::copy(c.begin(), c.end(), target.batch.colour[v].begin() + static_cast<int64_t>(row) * kNumColourParams);
     }
   }
+  target.batch.index[row] = sample.source_id;
+  target.batch.epoch[row] = epoch;
 }
 
 void PairLoader::worker_main(int thread_index) {

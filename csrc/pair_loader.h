@@ -64,14 +64,50 @@ class PairMaker {
   std::vector<uint8_t> frames_;  // decoded union window of both clips' frames
 };
 
-// The slot rules of PairLoader, for input backends that plan samples here and decode elsewhere (DALI):
-// slot k of the sequence belongs to epoch k / n and reads position epoch_permutation(epoch)[k % n]; while
-// attempts fail, attempt a >= 1 reads replacement_position(..., a), with sample key attempt_key(id, k, a).
-// The order of one epoch's n sources: identity, or a Fisher-Yates shuffle keyed by (seed, epoch).
+// ---------------------------------------------------------------------------------------------
+// The sample-slot rules of the loader, shared with the TensorFlow op (csrc/tf_ops.cc) so that the
+// graph pipeline and PairLoader follow one definition: slot k of the endless sequence belongs to epoch
+// k / n and reads position permutation(epoch)[k % n]; a source that fails is replaced by draws keyed by
+// (seed, epoch, slot, attempt).
+
+// The order of one epoch's n sources: identity, or a Fisher-Yates shuffle keyed by (seed, epoch),
+// independent of threads and batch size. Throws std::invalid_argument for n < 1 or epoch < 0.
 std::vector<int64_t> epoch_permutation(uint64_t seed, int64_t epoch, int64_t num_sources, bool shuffle);
-// Attempt `attempt` (>= 1) of slot `slot`: the attempt-th draw of the slot's replacement stream.
+
+// What make_slot_sample needs to know about the sources (PairLoader: its vector; the op: its input
+// tensors) and how it reports failures.
+class SlotSources {
+ public:
+  virtual ~SlotSources() = default;
+  virtual int64_t size() const = 0;
+  // The source at `position` in [0, size()); the reference may be invalidated by the next call.
+  virtual const SourceRef& at(int64_t position) = 0;
+  // Known to fail (a cache: skipping it gives the same result as trying it, only sooner).
+  virtual bool known_bad(int64_t position) { return false; }
+  // Called once per failed attempt; may throw to stop the slot (PairLoader: every source failed).
+  virtual void failed(int64_t position, const SourceRef& source, const std::exception& error) {}
+  // Appended to the message when max_retries replacements in a row failed, e.g. " (3 of 9 sources are bad)".
+  virtual std::string exhausted_detail() const { return ""; }
+};
+
+struct SlotSample {
+  PairParams params;
+  int64_t source_id = 0;     // the id of the source that made the sample
+  int failed_attempts = 0;   // sources tried (or known bad) before it
+};
+
+// Makes the sample of `slot` into `out`: the source at `position` (permutation(slot / n)[slot % n]),
+// or, while attempts fail, replacement draws (uniform over the n positions) keyed by (seed, epoch,
+// slot, attempt), the sample key being the source id for attempt 0 and a hash of (id, slot, attempt)
+// for a replacement. Throws std::runtime_error "PairLoader: <max_retries> replacement sources in a
+// row failed to decode..." when every replacement failed; std::bad_alloc passes through.
+SlotSample make_slot_sample(PairMaker& maker, SlotSources& sources, uint64_t seed, int64_t slot, int64_t position,
+                            int max_retries, const PairOutput& out);
+
+// The same rules one attempt at a time, for input backends that plan samples here and decode elsewhere
+// (cvrl_fast.dali): attempt a >= 1 of slot k reads replacement_position(seed, epoch, k, a, n), the a-th
+// draw of the slot's replacement stream, and every attempt's sample key is attempt_key(id, k, a).
 int64_t replacement_position(uint64_t seed, int64_t epoch, int64_t slot, int attempt, int64_t num_sources);
-// The sample key: the source id itself for attempt 0, a hash of (id, slot, attempt) for a replacement.
 uint64_t attempt_key(int64_t source_id, int64_t slot, int attempt);
 
 struct LoaderOptions {

@@ -1,7 +1,11 @@
 #include "sampling.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
+#include <cstdint>
+#include <locale>
+#include <map>
 #include <sstream>
 #include <stdexcept>
 
@@ -53,6 +57,108 @@ void AugmentSettings::validate() const {
   check_prob("solarize_prob[1]", solarize_prob[1]);
   if (augment_on != AugmentOn::kHost && augment_on != AugmentOn::kDevice)
     bad_setting("augment_on", static_cast<int>(augment_on), "host (0) or device (1)");
+}
+
+namespace {
+
+// One table for both directions, so a new field cannot be serialized without being parsed.
+template <typename F>
+void for_each_setting(AugmentSettings& s, F&& f) {
+  f("num_frames", s.num_frames);
+  f("frame_stride", s.frame_stride);
+  f("crop_size", s.crop_size);
+  f("target_fps", s.target_fps);
+  f("area_min", s.area_min);
+  f("area_max", s.area_max);
+  f("aspect_min", s.aspect_min);
+  f("aspect_max", s.aspect_max);
+  f("min_object_covered", s.min_object_covered);
+  f("max_attempts", s.max_attempts);
+  f("flip_prob", s.flip_prob);
+  f("jitter_prob", s.jitter_prob);
+  f("brightness", s.brightness);
+  f("contrast", s.contrast);
+  f("saturation", s.saturation);
+  f("hue", s.hue);
+  f("grayscale_prob", s.grayscale_prob);
+  f("blur_prob0", s.blur_prob[0]);
+  f("blur_prob1", s.blur_prob[1]);
+  f("blur_sigma_min", s.blur_sigma_min);
+  f("blur_sigma_max", s.blur_sigma_max);
+  f("solarize_prob0", s.solarize_prob[0]);
+  f("solarize_prob1", s.solarize_prob[1]);
+  f("truncate_after_resize", s.truncate_after_resize);
+  f("jpeg_dct_scaling", s.jpeg_dct_scaling);
+}
+
+std::string setting_text(int v) { return std::to_string(v); }
+std::string setting_text(bool v) { return v ? "1" : "0"; }
+std::string setting_text(double v) {
+  std::ostringstream out;
+  out.imbue(std::locale::classic());
+  out.precision(17);
+  out << v;
+  return out.str();
+}
+
+// Parses `text` into `v`; false when it is not a whole value of that type.
+bool parse_setting(const std::string& text, double& v) {
+  std::istringstream in(text);
+  in.imbue(std::locale::classic());
+  in >> v;
+  return !in.fail() && in.peek() == std::char_traits<char>::eof();
+}
+bool parse_setting(const std::string& text, int& v) {
+  std::istringstream in(text);
+  in.imbue(std::locale::classic());
+  long long x = 0;
+  in >> x;
+  if (in.fail() || in.peek() != std::char_traits<char>::eof() || x < INT32_MIN || x > INT32_MAX) return false;
+  v = static_cast<int>(x);
+  return true;
+}
+bool parse_setting(const std::string& text, bool& v) {
+  if (text != "0" && text != "1") return false;
+  v = text == "1";
+  return true;
+}
+
+}  // namespace
+
+std::string serialize_settings(const AugmentSettings& settings) {
+  AugmentSettings s = settings;
+  std::string out;
+  for_each_setting(s, [&](const char* name, auto& value) { out += std::string(name) + "=" + setting_text(value) + "\n"; });
+  return out;
+}
+
+AugmentSettings parse_settings(const std::string& text) {
+  std::map<std::string, std::string> values;
+  std::istringstream lines(text);
+  std::string line;
+  while (std::getline(lines, line)) {
+    if (line.empty()) continue;
+    const auto eq = line.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("augmentation settings: line '" + line + "' is not name=value");
+    if (!values.emplace(line.substr(0, eq), line.substr(eq + 1)).second) {
+      throw std::invalid_argument("augmentation settings: '" + line.substr(0, eq) + "' is given twice");
+    }
+  }
+  AugmentSettings s;
+  for_each_setting(s, [&](const char* name, auto& value) {
+    const auto it = values.find(name);
+    if (it == values.end()) throw std::invalid_argument(std::string("augmentation settings: '") + name + "' is missing");
+    if (!parse_setting(it->second, value)) {
+      throw std::invalid_argument(std::string("augmentation settings: ") + name + " = '" + it->second +
+                                  "' is not a valid value");
+    }
+    values.erase(it);
+  });
+  if (!values.empty()) {
+    throw std::invalid_argument("augmentation settings: unknown field '" + values.begin()->first + "'");
+  }
+  s.validate();
+  return s;
 }
 
 std::array<float, kNumColourParams> colour_row(const ViewParams& v) {

@@ -52,6 +52,15 @@ struct AugmentSettings {
   int blur_radius() const { return (crop_size / 10) / 2; }
 };
 
+// Every field but augment_on as "name=value" lines (doubles with 17 significant digits, so parsing
+// gives the same bits): how the settings cross into a TensorFlow graph as one string attr
+// (csrc/tf_ops.cc; TF's float attrs are 32-bit and would change the draws). augment_on is the op's
+// own attr: it says what the outputs are, not how they are drawn.
+std::string serialize_settings(const AugmentSettings& settings);
+// The inverse (augment_on left at kHost); every field must be present once. Throws
+// std::invalid_argument naming the line or the field (and validate()'s errors).
+AugmentSettings parse_settings(const std::string& text);
+
 // A crop window in source pixels: columns [x, x + width), rows [y, y + height).
 struct Box {
   int x = 0, y = 0, width = 0, height = 0;

@@ -38,6 +38,12 @@ def _cmd_info(args: argparse.Namespace) -> int:
     import cvrl_fast
 
     print(f"cvrl_fast {cvrl_fast.__version__}: {cvrl_fast.build_info()}")
+    from cvrl_fast import tf_ops
+
+    try:
+        print(f"TensorFlow ops (data.engine=graph, input workers): {tf_ops.library_path()}")
+    except ImportError:
+        print("TensorFlow ops (data.engine=graph, input workers): not built (no TensorFlow at build time)")
     return 0
 
 
@@ -101,6 +107,45 @@ def _cmd_inflate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(server, line: str) -> int:
+    """Print where the server listens, then keep it up until Ctrl-C or SIGTERM (exit 0)."""
+    import signal
+    import time
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    print(line, flush=True)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        while True:  # not server.join(): Python must get control back to run the signal handlers
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+def _cmd_input_dispatcher(args: argparse.Namespace) -> int:
+    _prepare_tensorflow(args.verbose)
+    from cvrl_fast import data
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} must be in [0, 65535]")
+    server = data.start_dispatcher(args.port, work_dir=args.work_dir)
+    return _serve(server, f"input-dispatcher: serving {server.target} (workers: cvrl-fast input-worker "
+                          f"--dispatcher HOST:{server.target.rsplit(':', 1)[1]})")
+
+
+def _cmd_input_worker(args: argparse.Namespace) -> int:
+    _prepare_tensorflow(args.verbose)
+    from cvrl_fast import data
+
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port {args.port} must be in [0, 65535]")
+    server = data.start_worker(args.dispatcher, port=args.port, host=args.host)
+    return _serve(server, f"input-worker: serving the dispatcher {data.service_target(args.dispatcher)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", action="store_true", help="show tracebacks and TensorFlow's own logging")
@@ -156,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resnet50-weights", required=True, help="a keras.applications.ResNet50 weights file")
     p.add_argument("--out", required=True, help="output checkpoint prefix in the official backbone layout")
     p.set_defaults(func=_cmd_inflate)
+    p = sub.add_parser("input-dispatcher", parents=[common],
+                       help="the tf.data service dispatcher that input workers and trainers connect to")
+    p.add_argument("--port", type=int, required=True, help="port to listen on (0: any free port)")
+    p.add_argument("--work-dir", help="journal directory: a restarted dispatcher resumes its jobs from it")
+    p.set_defaults(func=_cmd_input_dispatcher)
+    p = sub.add_parser("input-worker", parents=[common],
+                       help="a tf.data service worker that runs the graph input pipeline (loads cvrl_fast's ops)")
+    p.add_argument("--dispatcher", required=True, help="HOST:PORT of `cvrl-fast input-dispatcher`")
+    p.add_argument("--port", type=int, default=0, help="port to listen on (default: any free port)")
+    p.add_argument("--host", help="the name trainers reach this machine by (default: its host name)")
+    p.set_defaults(func=_cmd_input_worker)
     return parser
 
 

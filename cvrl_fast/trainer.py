@@ -242,14 +242,18 @@ def plan_data(cfg: Config) -> DataPlan:
 
 
 def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None, plan: DataPlan | None = None,
-               augment_on: str = "host"):
+               augment_on: str = "host", start_batch_step: int | None = None):
     """(distributed dataset, loader objects with state()/restore()).
 
     Synthetic data (`plan_data`) uses `synthetic_pretrain_dataset`; files go through
-    `cvrl_fast.data.pretrain_dataset` (the C++ pair loader), started at batch `start_step`, with the colour
-    stage in the loader (augment_on "host") or left to the train step ("device": the elements carry
+    `cvrl_fast.data.pretrain_dataset` (engine `data.engine`; on tf.data service workers when
+    `data.service_address` is set), started at batch `start_batch_step` (default `start_step`; 0 when the
+    caller restores the graph pipeline's iterator from the checkpoint instead), with the colour stage in
+    the loader (augment_on "host") or left to the train step ("device": the elements carry
     "colour1"/"colour2"). Synthetic data has no colour stage in either mode.
     """
+    if start_batch_step is None:
+        start_batch_step = start_step
     global_batch = cfg.train.global_batch_size
     if global_batch % strategy.num_replicas_in_sync:
         raise ValueError(f"train.global_batch_size={global_batch} is not divisible by the "
@@ -275,17 +279,23 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             # batch_size is the GLOBAL batch; the loader shards by ctx and yields per-replica batches, so
             # a pipeline feeding k local replicas has delivered k batches per step.
             local_replicas = ctx.num_replicas_in_sync // ctx.num_input_pipelines
-            loader.pipeline_stats.append({})
+            graph = cfg.data.engine == "graph"
+            if not graph:
+                loader.pipeline_stats.append({})
             if cfg.data.loader == "dali":
                 from . import dali
 
                 ds = dali.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
                                            device="gpu" if dali_on_gpu else "cpu", input_context=ctx, config=augment,
-                                           start_batch=start_step * local_replicas, stats=loader.pipeline_stats[-1])
+                                           start_batch=start_batch_step * local_replicas,
+                                           stats=loader.pipeline_stats[-1])
                 return ds  # DALI prefetches itself (and on the GPU the batches are already in device memory)
             ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
-                                       input_context=ctx, config=augment, start_batch=start_step * local_replicas,
-                                       stats=loader.pipeline_stats[-1], augment_on=augment_on)
+                                       input_context=ctx, config=augment, start_batch=start_batch_step * local_replicas,
+                                       stats=None if graph else loader.pipeline_stats[-1], augment_on=augment_on,
+                                       engine=cfg.data.engine)
+            if cfg.data.service_address:
+                ds = data.distribute(ds, cfg.data.service_address)
         return ds.prefetch(cfg.data.prefetch)
 
     dali_on_gpu = cfg.data.loader == "dali" and replica_device_type(strategy) == "GPU"
@@ -299,7 +309,18 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
     return dist, [loader]
 
 
+def graph_skipped_sources(cfg: Config) -> list[tuple[str, str]]:
+    """The sources of `data.sources` the graph engine skipped in this process (the op keeps one record per
+    process; on tf.data service the workers skip, and log, in theirs)."""
+    from . import tf_ops
+    from ._loader import resolve_sources
+
+    names = {r.name() for r in resolve_sources(list(cfg.data.sources))[0]}
+    return sorted((name, why) for name, why in tf_ops.skipped_sources()[0] if name in names)
+
+
 AUGMENT_ON = ("auto", "host", "device")
+ENGINES = ("loader", "graph")  # cvrl_fast.data.ENGINES, without importing the C++ extension here
 
 
 LOADERS = ("cpp", "dali")
@@ -514,13 +535,16 @@ class InputError(RuntimeError):
 
 
 def _loader_failure(e: "tf.errors.OpError") -> str | None:
-    """The C++ loader's own error, unwrapped from TensorFlow's: the loader runs inside tf.data
+    """The engine's own error, unwrapped from TensorFlow's: the loader runs inside tf.data
     (`from_generator`), so its RuntimeError reaches the loop as an OpError whose text holds
-    "RuntimeError: PairLoader: ..." among TF's node and op annotations. None for any other error."""
+    "RuntimeError: PairLoader: ..." among TF's node and op annotations; the graph engine's op fails with
+    "cvrl_fast input: PairLoader: ...". None for any other error."""
     for line in str(e.message).splitlines():
-        _, marker, rest = line.partition("RuntimeError: PairLoader: ")
-        if marker:
-            return rest.strip()
+        for prefix in ("RuntimeError: PairLoader: ", "cvrl_fast input: PairLoader: "):
+            _, marker, rest = line.partition(prefix)
+            if marker:
+                # TF appends node annotations to the op's message: "... [[{{node ...}}]]"
+                return rest.split(" [[", 1)[0].split("\t [[", 1)[0].strip()
     return None
 
 
@@ -546,6 +570,16 @@ def make_stop_agreement(strategy):
     return lambda flag: float(total(tf.constant(1.0 if flag else 0.0))) > 0
 
 
+INPUT_ITERATOR = "input_iterator"  # the graph pipeline's iterator in the training checkpoint
+
+
+def _attach_input_iterator(ckpt: tf.train.Checkpoint, iterator) -> None:
+    """Tracks the graph pipeline's iterator in the training checkpoint: every later save holds its
+    position, and, after a restore, attaching it restores it from that checkpoint at once (TF's deferred
+    restoration of objects attached after `restore`). So it must be attached before the first `next`."""
+    setattr(ckpt, INPUT_ITERATOR, iterator)
+
+
 def checkpoint_dir(workdir: str, worker_index: int, is_chief: bool) -> str:
     # Every worker must call save() under MultiWorkerMirroredStrategy; only the chief's copy is the
     # run's checkpoint. Each worker keeps its own copy because loader state is per worker.
@@ -553,8 +587,9 @@ def checkpoint_dir(workdir: str, worker_index: int, is_chief: bool) -> str:
 
 
 # Config keys a resumed run may change: they do not touch the model, the data order or the schedule.
+# data.engine and data.service_address: both engines give the same batches, wherever they run.
 RESUMABLE_KEYS = ("log.", "checkpoint.every_steps", "checkpoint.max_to_keep", "train.stop_after_steps",
-                  "data.prefetch", "runtime.jit_compile", "runtime.tpu")
+                  "data.prefetch", "data.engine", "data.service_address", "runtime.jit_compile", "runtime.tpu")
 
 
 def _flat_json(cfg_dict: dict, prefix: str = "") -> dict:
@@ -656,6 +691,15 @@ def validate_config(cfg: Config) -> None:
             raise ValueError(f"{key}={value!r}: must be {valid}")
     if cfg.data.loader not in LOADERS:
         raise ValueError(f"data.loader={cfg.data.loader!r}: must be one of {LOADERS}")
+    if cfg.data.engine not in ENGINES:
+        raise ValueError(f"data.engine={cfg.data.engine!r}: must be one of {ENGINES}")
+    if cfg.data.loader == "dali" and (cfg.data.engine != "loader" or cfg.data.service_address):
+        raise ValueError("data.loader=dali runs its own pipeline: data.engine=graph and data.service_address "
+                         "apply to data.loader=cpp only")
+    if cfg.data.service_address and cfg.data.engine != "graph":
+        raise ValueError(f"data.service_address={cfg.data.service_address!r} needs data.engine=graph: the loader "
+                         "engine runs Python inside its tf.data graph (from_generator), which tf.data service "
+                         "workers cannot run")
     if cfg.data.augment_on not in AUGMENT_ON:
         raise ValueError(f"data.augment_on={cfg.data.augment_on!r}: must be one of {AUGMENT_ON}")
     if cfg.runtime.precision not in PRECISIONS:
@@ -744,7 +788,8 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     loader_state = None
     if manager.latest_checkpoint:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            restore_status = ckpt.restore(manager.latest_checkpoint)
+            restore_status.assert_existing_objects_matched()
         except (AssertionError, ValueError, IndexError, tf.errors.OpError) as e:
             # IndexError: TF's reader of a truncated .data file ("Read less bytes than requested").
             raise ValueError(f"{manager.latest_checkpoint}: cannot resume from this checkpoint: it does not match "
@@ -755,7 +800,17 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     start_step = int(global_step.numpy())
 
     # ---- input ----
-    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan, augment_on=augment_on)
+    # The local graph pipeline's iterator is part of the checkpoint (data.engine=graph): a resume restores
+    # its position, and the pipeline is built from batch 0. A checkpoint without one resumes at the step,
+    # as the loader does (exact too: batch b is a pure function of b): the run began with the loader
+    # engine, or its strategy's distributed iterator cannot be saved (TF's DistributedIterator of a
+    # multi-replica strategy is not trackable), or the input is on tf.data service (whose iterator
+    # lives on the dispatcher and workers).
+    checkpoint_iterator = plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address
+    restore_iterator = checkpoint_iterator and manager.latest_checkpoint is not None and any(
+        name.startswith(INPUT_ITERATOR + "/") for name, _ in tf.train.list_variables(manager.latest_checkpoint))
+    dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan, augment_on=augment_on,
+                                       start_batch_step=0 if restore_iterator else start_step)
 
     # ---- step ----
     train_step = make_train_step(model, optimizer, strategy, temperature=cfg.train.temperature,
@@ -820,6 +875,13 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     stop_at = total_steps if not cfg.train.stop_after_steps else min(total_steps, start_step + cfg.train.stop_after_steps)
     clips_per_step = 2 * cfg.train.global_batch_size
     iterator = iter(dist_dataset)
+    if checkpoint_iterator and isinstance(iterator, tf.__internal__.tracking.Trackable):
+        _attach_input_iterator(ckpt, iterator)
+        if restore_iterator:
+            restore_status.assert_existing_objects_matched()  # the iterator was restored, too
+    elif restore_iterator:
+        raise ValueError(f"{manager.latest_checkpoint}: holds the input pipeline's iterator, which this run's "
+                         f"{type(strategy).__name__} iterator cannot restore")
     agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
     step, metrics, interrupted = start_step, {}, None
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
@@ -878,6 +940,8 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
         del iterator  # closes the input pipeline (and the C++ loader) now, not at interpreter exit
     seconds = time.perf_counter() - t_start
     skipped = sorted({tuple(x) for st in loaders[0].pipeline_stats for x in st.get("skipped", [])})
+    if plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address:
+        skipped = graph_skipped_sources(cfg)
     result = TrainResult(model=model, backbone=backbone, step=step, total_steps=total_steps, metrics=metrics,
                          interrupted=interrupted is not None, checkpoint_path=last_saved["path"],
                          start_step=start_step, backbone_path=last_saved["backbone"], seconds=seconds)

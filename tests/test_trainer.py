@@ -653,6 +653,80 @@ def test_train_with_pair_loader_resumes_exactly(tmp_path):
     assert json.loads(state.get_tensor("loader_state/.ATTRIBUTES/VARIABLE_VALUE")) == {"source": "files", "next_step": 3}
 
 
+@pytest.fixture(scope="module")
+def graph_sources(tmp_path_factory):
+    """The real clips and one file that does not decode."""
+    broken = tmp_path_factory.mktemp("broken") / "broken.mp4"
+    broken.write_bytes(b"not a video" * 100)
+    return _clips() + [str(broken)]
+
+
+@pytest.fixture(scope="module")
+def loader_engine_run(tmp_path_factory, graph_sources):
+    workdir = str(tmp_path_factory.mktemp("loader_engine"))
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(graph_sources), "train.total_steps=3"])
+    return workdir, trainer.train(cfg, workdir)
+
+
+def _graph_overrides(graph_sources):
+    return RUN_OVERRIDES + ["data.sources=" + ",".join(graph_sources), "train.total_steps=3", "data.engine=graph"]
+
+
+@pytest.mark.slow  # four short runs (the loader engine's, then two through the graph engine): ~1.5 min on 2 cores
+def test_train_with_graph_engine_resumes_exactly(loader_engine_run, graph_sources, tmp_path):
+    """data.engine=graph: the graph pipeline's iterator is in the checkpoint, the resumed run builds its
+    pipeline from batch 0 and restores the position, and ends with the weights of the uninterrupted run;
+    both equal the loader engine's run (the same batches), and summary.json names the skipped file."""
+    overrides = _graph_overrides(graph_sources)
+    workdir = str(tmp_path / "part")
+    part = trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), workdir)
+    assert part.step == 1
+    reader = tf.train.load_checkpoint(os.path.join(workdir, "checkpoints", "ckpt-1"))
+    assert "input_iterator/.ATTRIBUTES/ITERATOR_STATE" in reader.get_variable_to_shape_map()
+    rest = trainer.train(load_config("tiny_cpu", overrides), workdir)
+    assert rest.start_step == 1 and rest.step == 3
+    assert_same_weights(workdir, loader_engine_run[0])
+    for run in (workdir, loader_engine_run[0]):
+        assert [s["source"] for s in _summary(run)["skipped"]] == [graph_sources[-1]], _summary(run)
+
+
+@pytest.mark.slow  # two short runs, after the loader engine's: ~1 min on 2 cores
+def test_train_with_graph_engine_resumes_exactly_fails(loader_engine_run, graph_sources, tmp_path, monkeypatch):
+    """With the iterator left out of the resumed run's checkpoint (so nothing restores it), its pipeline,
+    built from batch 0, reads batch 0 again, and the weights differ."""
+    overrides = _graph_overrides(graph_sources)
+    workdir = str(tmp_path / "part")
+    trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), workdir)
+    monkeypatch.setattr(trainer, "_attach_input_iterator", lambda ckpt, iterator: None)
+    trainer.train(load_config("tiny_cpu", overrides), workdir)
+    with pytest.raises(AssertionError):
+        assert_same_weights(workdir, loader_engine_run[0])
+
+
+@pytest.mark.parametrize("engine,message", [
+    ("loader", "every one of the 2 sources failed to decode; first error: "),
+    ("graph", r"32 replacement sources in a row failed to decode \(last: .*broken"),
+])
+def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine, message):
+    """Both engines' own failure reaches the loop as one InputError naming the step (the graph op's
+    DataLossError is unwrapped like the loader's RuntimeError)."""
+    broken = [tmp_path / "broken1.mp4", tmp_path / "broken2.mp4"]
+    for p in broken:
+        p.write_bytes(b"not a video" * 100)
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(map(str, broken)),
+                                                   "train.global_batch_size=2", f"data.engine={engine}"])
+    with pytest.raises(trainer.InputError, match="training stopped at step 1: data.sources: " + message) as e:
+        trainer.train(cfg, str(tmp_path / "run"))
+    assert "[[" not in str(e.value) and "\n" not in str(e.value)  # TF's node annotations are not in it
+
+
+def test_engine_and_service_config_fails(graph_sources, tmp_path):
+    with pytest.raises(ValueError, match=r"data.engine='tf': must be one of \('loader', 'graph'\)"):
+        trainer.validate_config(load_config("tiny_cpu", ["data.engine=tf"]))
+    with pytest.raises(ValueError, match="data.service_address='h:1' needs data.engine=graph"):
+        trainer.validate_config(load_config("tiny_cpu", ["data.service_address=h:1"]))
+
+
 @pytest.mark.slow  # two TF processes: ~2 min on 2 cores
 def test_multi_worker_sigterm_stops_all_workers(tmp_path):
     """SIGTERM to the chief only: both workers agree (all-reduce at log steps), save and exit at the same step."""
