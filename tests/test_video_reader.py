@@ -342,25 +342,25 @@ def test_open_fails_missing_file(tmp_path):
 def test_open_fails_not_a_video(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_bytes(b"this is not a video file at all\n" * 100)
-    with pytest.raises(RuntimeError, match=r"cannot open video '.*notes\.mp4': Invalid data"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"cannot open video '.*notes\.mp4': Invalid data"):
         cvrl_fast.VideoReader(path)
-    with pytest.raises(RuntimeError, match=r"cannot open video '<bytes>'"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"cannot open video '<bytes>'"):
         cvrl_fast.VideoReader(path.read_bytes())
 
 
 def test_open_fails_no_video_stream(video_files):
-    with pytest.raises(ValueError, match=r"no video stream in '.*audio\.m4a'"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"no video stream in '.*audio\.m4a'"):
         cvrl_fast.VideoReader(video_files["audio_only_m4a"])
 
 
 def test_open_fails_empty_and_directory(tmp_path):
-    with pytest.raises(ValueError, match=r"buffer is empty"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"buffer is empty"):
         cvrl_fast.VideoReader(b"")
     with pytest.raises(ValueError, match=r"is a directory"):
         cvrl_fast.VideoReader(tmp_path)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(RuntimeError, match=r"empty\.mp4"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"empty\.mp4"):
         cvrl_fast.VideoReader(empty)
     with pytest.raises(TypeError, match=r"path or bytes"):
         cvrl_fast.VideoReader(123)
