@@ -9,9 +9,15 @@
 // Python sees it as cvrl_fast.DecodeError, a RuntimeError subclass (bindings.cc).
 #pragma once
 
+#include <cstdint>
 #include <stdexcept>
 
 namespace cvrl {
+
+// The largest JPEG frame the engine decodes, 2^28 pixels (16384 x 16384): about FFmpeg's own limit for
+// video frames (av_image_check_size). A corrupt header can claim 65500 x 65500 in a few bytes, and the
+// decoder would then allocate and write gigabytes before it notices the data is missing.
+constexpr int64_t kMaxFramePixels = int64_t{1} << 28;
 
 class DecodeError : public std::runtime_error {
  public:

@@ -113,6 +113,12 @@ void open_or_throw(Decompressor* d, std::string_view jpeg, const std::string& wh
   if (jpeg.empty()) fail(what, "empty buffer");
   if (!open_header(d, reinterpret_cast<const unsigned char*>(jpeg.data()), static_cast<unsigned long>(jpeg.size())))
     fail(what, d->err.message);
+  const int64_t pixels = int64_t{d->cinfo.image_width} * d->cinfo.image_height;
+  if (pixels > kMaxFramePixels) {
+    throw DecodeError("bad JPEG (" + what + "): " + std::to_string(d->cinfo.image_width) + "x" +
+                      std::to_string(d->cinfo.image_height) + " is more than " + std::to_string(kMaxFramePixels) +
+                      " pixels (corrupt header?)");
+  }
 }
 
 }  // namespace

@@ -89,6 +89,9 @@ void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
     if (w < 1 || h_px < 1)
       throw DecodeError("frame " + std::to_string(i) + " is not a valid JPEG: no frame header (size " +
                         std::to_string(w) + "x" + std::to_string(h_px) + ")");
+    if (int64_t{w} * h_px > kMaxFramePixels)
+      throw DecodeError("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" + std::to_string(h_px) +
+                        ": more than " + std::to_string(kMaxFramePixels) + " pixels (corrupt header?)");
     if (i == 0) {
       src_w = w;
       src_h = h_px;

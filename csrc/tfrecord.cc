@@ -214,7 +214,9 @@ std::vector<RecordRef> index_tfrecord(const std::string& path) {
     if (tfrecord_masked_crc(header, 8) != length_crc) {
       throw DecodeError("corrupt TFRecord length CRC in " + path + " at byte " + std::to_string(offset));
     }
-    if (length > static_cast<uint64_t>(size - offset - 16)) {
+    // size - offset >= 12 here; with fewer than 16 bytes left the difference below is negative, and
+    // as uint64 it was huge: a payload cut inside its last 4 bytes passed the check.
+    if (size - offset < 16 || length > static_cast<uint64_t>(size - offset - 16)) {
       throw DecodeError("truncated TFRecord payload in " + path + " at byte " + std::to_string(offset));
     }
     refs.push_back({offset + 12, static_cast<int64_t>(length)});

@@ -18,7 +18,7 @@ import cvrl_fast
 from cvrl_fast import AugmentConfig, PairLoader, sample_pair
 from cvrl_fast import _C
 from cvrl_fast._augment import apply_view
-from conftest import asan_active
+from conftest import asan_active, sanitizer_active
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SMALL = AugmentConfig(num_frames=4, crop_size=24)
@@ -547,8 +547,8 @@ def test_keyboard_interrupt_while_waiting(tmp_path):
 # ---- close() from other threads, batches after close, interpreter exit (issue "Ctrl-C heap corruption") ----
 
 # Markers of a crash or a sanitizer report in a child's stderr; none may appear.
-CRASH_MARKERS = ("free()", "Segmentation", "AddressSanitizer", "LeakSanitizer", "runtime error:", "terminate called",
-                 "Fatal Python", "double free", "corrupted", "Aborted")
+CRASH_MARKERS = ("free()", "Segmentation", "AddressSanitizer", "LeakSanitizer", "ThreadSanitizer", "runtime error:",
+                 "terminate called", "Fatal Python", "double free", "corrupted", "Aborted")
 
 
 def _assert_clean_stderr(err, tracebacks=0):
@@ -921,7 +921,7 @@ def test_loader_without_shuffle_keeps_source_order(media):
     assert idx.tolist() == [0, 1, 2, 3, 4, 5] * 2  # epochs in source order, batches straddle epochs
 
 
-@pytest.mark.skipif(asan_active(), reason="ASan keeps freed memory resident: RSS proves nothing")
+@pytest.mark.skipif(sanitizer_active(), reason="ASan keeps freed memory resident, TSan adds shadow: RSS proves nothing")
 def test_loader_create_close_does_not_leak(media):
     import psutil
 

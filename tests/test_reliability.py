@@ -109,9 +109,9 @@ def test_every_decoder_raises_decode_error(video_files, jpegs, records, tmp_path
     assert sample_pair((str(records), 0), 0, SMALL)[0].shape == (4, 24, 24, 3)
     with pytest.raises(D, match=r"frame size 32x24 differs from frame 0 \(64x48\) in frame 4 of .*mixed.tfrecord\[record@"):
         sample_pair((str(records), 1), 0, AugmentConfig(num_frames=8, frame_stride=1, crop_size=24,
-                                                        target_fps=0))
+                                                        target_fps=None))
     with pytest.raises(D, match=r"bad JPEG \(frame 2 of .*mixed.tfrecord\[record@"):
-        sample_pair((str(records), 2), 0, AugmentConfig(num_frames=8, frame_stride=1, crop_size=24, target_fps=0))
+        sample_pair((str(records), 2), 0, AugmentConfig(num_frames=8, frame_stride=1, crop_size=24, target_fps=None))
     with pytest.raises(D, match=r"malformed SequenceExample \(.*mixed.tfrecord\[record@"):
         sample_pair((str(records), 3), 0, SMALL)
 
@@ -348,3 +348,51 @@ def test_fuzz_harness_flags_unexpected_exceptions(video_files):
     harness.run_one("video", data)  # a good file: no exception
     with pytest.raises(harness.Finding, match="IndexError"):
         harness.check(lambda: [][1], "video")
+
+
+# ---------------------------------------------------------------- memory and threads over many cycles
+
+# Fresh interpreters: the test process has TensorFlow's thread pools and allocator arenas, which move RSS
+# by megabytes on their own. Each child prints its RSS growth (MB) between the end of a warm-up and the end.
+_LOADER_CYCLES = """
+import os, sys, psutil, cvrl_fast
+paths, cycles = sys.argv[1].split(","), int(sys.argv[2])
+cfg = cvrl_fast.AugmentConfig(num_frames=8, crop_size=64)  # 0.8 MB per batch buffer: a leaked pool shows
+tasks = lambda: len(os.listdir("/proc/self/task"))
+base, rss0 = tasks(), None
+for k in range(cycles):
+    ld = cvrl_fast.PairLoader(paths, batch_size=2, seed=k, num_threads=2, prefetch_batches=2, config=cfg,
+                              log_skips=False)
+    batch = next(ld)
+    if k % 3 == 0:
+        next(ld)
+    ld.close()
+    del ld, batch
+    assert tasks() == base, f"cycle {k}: {tasks() - base} threads left after close()"
+    if k == cycles // 5:
+        rss0 = psutil.Process().memory_info().rss
+print((psutil.Process().memory_info().rss - rss0) / 2**20)
+"""
+
+
+@pytest.mark.skipif(asan_active() or tsan_active(), reason="sanitizer shadow and quarantine: RSS proves nothing")
+def test_loader_start_stop_cycles_are_flat(video_files, tmp_path):
+    """100 loaders started, read and closed (a bad file among the sources): after each close() the
+    process has exactly the threads it had before, and resident memory is flat after the first 20."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(range(256)) * 8)
+    paths = ",".join([str(video_files[n]) for n in ("h264_bframes_mp4", "vp9_webm", "mpeg4_avi")] + [str(bad)])
+    out = _run_child(_LOADER_CYCLES, paths, 100)
+    assert out.returncode == 0, out.stderr[-3000:]
+    grown = float(out.stdout.strip().splitlines()[-1])
+    assert grown < 8.0, f"resident memory grew {grown:.1f} MB over 80 loader start/stop cycles"
+
+
+@pytest.mark.skipif(asan_active() or tsan_active(), reason="sanitizer shadow and quarantine: RSS proves nothing")
+def test_loader_start_stop_cycles_are_flat_fails(video_files):
+    """The oracle sees a leak: the same loop keeping every 4th loader alive (threads and pools) fails the
+    thread check at once."""
+    code = _LOADER_CYCLES.replace("    ld.close()\n    del ld, batch\n",
+                                  "    if k % 4:\n        ld.close()\n    else:\n        globals().setdefault('kept', []).append(ld)\n")
+    out = _run_child(code, str(video_files["h264_bframes_mp4"]), 8)
+    assert out.returncode != 0 and "cycle 0: 2 threads left after close()" in out.stderr, out.stderr[-2000:]

@@ -460,6 +460,7 @@ import gc, sys, psutil, cvrl_fast
 path = sys.argv[1]
 data = open(path, "rb").read()
 mode = sys.argv[2]
+cycles = int(sys.argv[3])
 
 def rss():
     return psutil.Process().memory_info().rss / 2**20
@@ -482,31 +483,31 @@ for k in range(200):  # warm-up: allocator pools, codec tables
     cycle(k)
 gc.collect()
 before = rss()
-for k in range(2000):
+for k in range(cycles):
     cycle(k)
 gc.collect()
 print(rss() - before)
 """
 
 
-def _rss_growth_mb(path, mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _LEAK_CHILD, str(path), mode], capture_output=True, text=True,
-                         timeout=300)
+def _rss_growth_mb(path, mode: str, cycles: int) -> float:
+    out = subprocess.run([sys.executable, "-c", _LEAK_CHILD, str(path), mode, str(cycles)], capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(asan_active(), reason="ASan keeps freed memory resident: RSS proves nothing")
 def test_open_decode_close_cycles_do_not_leak(video_files):
-    grown = _rss_growth_mb(video_files["tiny_16x16_mp4"], "decode")
-    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 2000 open/decode/close cycles"
+    grown = _rss_growth_mb(video_files["tiny_16x16_mp4"], "decode", 5000)
+    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 5000 open/decode/close cycles"
 
 
 @pytest.mark.skipif(asan_active(), reason="ASan keeps freed memory resident: RSS proves nothing")
 def test_open_fails_do_not_leak(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
-    grown = _rss_growth_mb(bad, "fail")
+    grown = _rss_growth_mb(bad, "fail", 2000)
     assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 2000 failed opens"
 
 
