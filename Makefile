@@ -79,8 +79,10 @@ TSAN_VENV ?= .venv-tsan
 TSAN_PY := $(TSAN_VENV)/bin/python
 TSAN_FLAGS := -fsanitize=thread -fno-omit-frame-pointer -g
 TSAN_RUNTIME = $(shell gcc -print-file-name=libtsan.so)
-TSAN_ENV = LD_PRELOAD=$(TSAN_RUNTIME) \
-  TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp"
+# Reports go to build/tsan/report.PID (pytest captures the stderr of a test, and a report ends the process
+# before pytest could show it); test-tsan prints them.
+TSAN_ENV = LD_PRELOAD=$(TSAN_RUNTIME) TSAN_OPTIONS="halt_on_error=1 exitcode=66 second_deadlock_stack=1 \
+  suppressions=$(CURDIR)/tests/tsan.supp log_path=$(CURDIR)/build/tsan/report"
 TSAN_TESTS := tests/test_threads.py tests/test_loader.py tests/test_video_reader.py::test_separate_readers_in_threads
 # Without TensorFlow (tf.data, TFRecord fixtures written by TF): its own threads are not ours to check, and
 # under TSan its import alone takes minutes. Those paths run under ASan (make test-asan).
@@ -94,9 +96,20 @@ tsan-build: venv
 	  -Ccmake.build-type=RelWithDebInfo "-Ccmake.define.CMAKE_CXX_FLAGS=$(TSAN_FLAGS)" \
 	  "-Ccmake.define.CMAKE_SHARED_LINKER_FLAGS=-fsanitize=thread"
 
+# The ffmpeg/ffprobe CLIs (the tests' fixture maker and oracle) are third-party programs: they run without
+# the TSan runtime (their encoders' own threads race by TSan's rules, e.g. libSvtAv1Enc), through wrappers
+# first on PATH that drop LD_PRELOAD. The wrappers are C: /bin/sh (dash) itself crashes under libtsan.
+TSAN_BIN := build/tsan/bin
+
 test-tsan: tsan-build
 	$(PY) scripts/fetch_clips.py
-	$(TSAN_ENV) $(TSAN_PY) -m pytest -q -p no:cacheprovider $(TSAN_TESTS) -k "$(TSAN_DESELECT)"
+	@mkdir -p $(TSAN_BIN) && for tool in ffmpeg ffprobe; do \
+	  printf '#include <stdlib.h>\n#include <unistd.h>\nint main(int c, char **v) { (void)c; unsetenv("LD_PRELOAD"); execv("%s", v); return 127; }\n' \
+	    "$$(command -v $$tool)" | gcc -x c -o $(TSAN_BIN)/$$tool -; done
+	@rm -f build/tsan/report.*
+	@PATH=$(CURDIR)/$(TSAN_BIN):$$PATH $(TSAN_ENV) $(TSAN_PY) -m pytest -q -p no:cacheprovider $(TSAN_TESTS) \
+	  -k "$(TSAN_DESELECT)"; rc=$$?; \
+	for f in build/tsan/report.*; do [ -e "$$f" ] && { echo "== $$f"; cat "$$f"; rc=1; }; done; exit $$rc
 
 # Coverage-guided fuzzing (atheris = libFuzzer for Python) of VideoReader from bytes, decode_jpeg_frames, the
 # TFRecord reader and parser, and sample_pair (fuzz/harness.py), each for SECONDS / 4, over an ASan + UBSan
@@ -115,7 +128,7 @@ FUZZ_TARGETS := video jpeg tfrecord pair
 fuzz-build: venv
 	@command -v clang++ >/dev/null || { echo "fuzz: installing clang"; $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq clang; }
-	@$(PY) -c "import atheris" 2>/dev/null || $(PIP) install -q "atheris>=2.3"
+	@$(PY) -c "import atheris" 2>/dev/null || $(PIP) install -q "atheris>=2.3"  # the fuzz extra of pyproject.toml
 	@[ -x $(FUZZ_PY) ] || $(PY) -m venv $(FUZZ_VENV)
 	@$(PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])" > \
 	  "$$($(FUZZ_PY) -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/cvrl_project_venv.pth"
