@@ -66,7 +66,8 @@ asan-build: venv
 test-asan: asan-build
 	$(PY) scripts/fetch_clips.py
 	LD_PRELOAD=$(ASAN_RUNTIME) ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  $(ASAN_PY) -m pytest -q -p no:cacheprovider tests/test_loader.py tests/test_video_reader.py
+	  $(ASAN_PY) -m pytest -q -p no:cacheprovider tests/test_loader.py tests/test_video_reader.py \
+	  tests/test_reliability.py tests/test_threads.py tests/test_jpeg_decode.py
 
 # The threading tests against a ThreadSanitizer build (GCC's libtsan), the same pattern as test-asan: own venv
 # and build dir (build/tsan), the runtime preloaded into Python and so into the tests' child processes.

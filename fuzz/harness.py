@@ -70,9 +70,9 @@ def _jpeg(data: bytes) -> str:
     window = check(lambda: _C.jpeg_decode_window(data, 0, 0, 1, 1, 1), "jpeg")
     half = check(lambda: _C.jpeg_decode_window(data, 0, 0, 1, 1, 2), "jpeg")
     # One decoder accepting a frame the other refuses is fine (TurboJPEG and libjpeg's window API differ
-    # in what they tolerate); shapes must agree with each other.
+    # in what they tolerate); shapes must agree with each other, and a decoded frame has pixels.
     shapes = {r[1:3] for r in results if r is not None and r[1:3] != (9, 13)}
-    assert len(shapes) <= 1, shapes
+    assert len(shapes) <= 1 and all(h >= 1 and w >= 1 for h, w in shapes), shapes
     return f"{results} {None if window is None else window.shape} {None if half is None else half.shape}"
 
 
@@ -85,6 +85,11 @@ def _tfrecord(data: bytes) -> str:
         refs = check(lambda: _C.index_tfrecord(path), "tfrecord")
         if refs is None:
             return "rejected"
+        # The index lists only whole records: payload and its 4-byte CRC inside the file, in order.
+        end = 0
+        for offset, length in refs:
+            assert offset == end + 12 and length >= 0 and offset + length + 4 <= len(data), (offset, length, len(data))
+            end = offset + length + 4
         for number in range(min(len(refs), 3)):
             for cfg in (SMALL, cvrl_fast.AugmentConfig(num_frames=3, crop_size=8, target_fps=None, parity=False,
                                                        jpeg_dct_scaling=True)):
