@@ -22,7 +22,9 @@ def summarize(target: str, log: str) -> tuple[str, bool]:
         parts.append(f"({speed[-1]}/s)")
     if status:
         _, cov, ft, corp, size = status[-1]
-        parts.append(f"coverage {cov} edges, {ft} features, corpus {corp} inputs ({size})")
+        total = re.search(r"Loaded 1 modules\s+\((\d+) inline 8-bit counters\)", log)
+        of = f" of the engine's {total.group(1)}" if total else ""
+        parts.append(f"coverage {cov}{of} edges, {ft} features, corpus {corp} inputs ({size})")
     if finding:
         parts.append(f"FINDING: {finding.group(1).strip()}" + (f"; input {unit.group(1)}" if unit else ""))
     elif not status:
