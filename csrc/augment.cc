@@ -12,8 +12,10 @@
 #endif
 
 // Hot loops get an AVX2 clone picked at load time (ifunc); no FMA, so results match the plain build
-// and TF's float arithmetic (no contraction of a*b+c).
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// and TF's float arithmetic (no contraction of a*b+c). Not under ThreadSanitizer: GCC instruments the
+// ifunc resolvers, which run while the dynamic linker relocates this library, before its calls into the
+// TSan runtime are bound, and the import crashes (make test-tsan).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define CVRL_HOT __attribute__((target_clones("avx2", "default")))
 #else
 #define CVRL_HOT

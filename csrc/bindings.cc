@@ -1,6 +1,11 @@
 // The one Python-aware file: converts types and releases the GIL around engine calls. No logic here.
-// C++ std::invalid_argument -> ValueError, std::out_of_range -> IndexError, std::runtime_error ->
-// RuntimeError (pybind11's default translation).
+// cvrl::DecodeError (bad media, errors.h) -> cvrl_fast.DecodeError, a RuntimeError subclass; otherwise
+// pybind11's default translation: std::invalid_argument -> ValueError, std::out_of_range -> IndexError,
+// std::runtime_error -> RuntimeError.
+//
+// Arrays: every NumPy array handed to Python is either allocated here with a shape the engine computed
+// (VideoReader::output_size, the loader's own batch shape, the settings' T and S) or copied from an engine
+// vector with that vector's length. No view is ever built over engine memory from a shape Python passed.
 //
 // Each engine module has its own section below; keep edits inside your section.
 #include <pybind11/numpy.h>
@@ -17,6 +22,8 @@
 #include <type_traits>
 
 #include "build_info.h"
+#include "errors.h"
+#include "ffmpeg_log.h"
 #include "jpeg_decode.h"
 #include "nvtx.h"
 #include "video_reader.h"
@@ -32,6 +39,14 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "cvrl_fast native engine (private; use the cvrl_fast package)";
   m.def("build_info", &cvrl::build_info, "Versions of the native libraries the engine was built with.");
   m.def("nvtx_compiled_in", &cvrl::nvtx_compiled_in, "Whether the engine was built with its NVTX ranges.");
+  // Registered before any function that can throw it; pybind11 tries this translator before its defaults.
+  py::register_exception<cvrl::DecodeError>(m, "DecodeError", PyExc_RuntimeError);
+  m.def("set_ffmpeg_log_level", &cvrl::set_ffmpeg_log_level, py::arg("level"),
+        "av_log_set_level (process-wide); returns the previous level. See ffmpeg_log.h.");
+  m.def("ffmpeg_log_level", &cvrl::ffmpeg_log_level, "av_log_get_level().");
+  m.def("restore_ffmpeg_log_level", &cvrl::restore_ffmpeg_log_level, py::arg("level"),
+        "Undo set_ffmpeg_log_level: this level, and the engine's default (demoted) decoder messages.");
+  m.def("engine_log_offset", &cvrl::engine_log_offset, "log_level_offset of the engine's decoder contexts.");
 
   // ---- section: video decode (VideoReader) ----
   py::class_<cvrl::VideoReader>(m, "VideoReader")
@@ -80,11 +95,11 @@ PYBIND11_MODULE(_C, m) {
              std::optional<std::pair<int, int>> size) {
             std::optional<cvrl::CropBox> box;
             if (crop) box = cvrl::CropBox{std::get<0>(*crop), std::get<1>(*crop), std::get<2>(*crop), std::get<3>(*crop)};
-            const int h = size ? size->first : (box ? box->height : r.info().height);
-            const int w = size ? size->second : (box ? box->width : r.info().width);
-            // Bad sizes allocate an empty array; get_frames validates and throws before writing.
-            py::array_t<uint8_t> out({static_cast<py::ssize_t>(indices.size()), static_cast<py::ssize_t>(std::max(h, 0)),
-                                      static_cast<py::ssize_t>(std::max(w, 0)), static_cast<py::ssize_t>(3)});
+            // The engine validates crop and size and says how large each frame is; get_frames writes
+            // exactly that.
+            const auto [h, w] = r.output_size(box, size);
+            py::array_t<uint8_t> out({static_cast<py::ssize_t>(indices.size()), static_cast<py::ssize_t>(h),
+                                      static_cast<py::ssize_t>(w), static_cast<py::ssize_t>(3)});
             uint8_t* dst = out.mutable_data();
             {
               py::gil_scoped_release release;
@@ -280,8 +295,9 @@ PYBIND11_MODULE(_C, m) {
           if (frames.ndim() != 4 || frames.shape(3) != 3)
             throw std::invalid_argument("augment_clip: frames must be uint8 [T, H, W, 3]");
           const auto& b = p.crop;
-          if (b.width < 1 || b.height < 1 || b.x < 0 || b.y < 0 || b.x + b.width > frames.shape(2) ||
-              b.y + b.height > frames.shape(1))
+          // In 64 bits: x + width of two ints can overflow (and then pass the check).
+          if (b.width < 1 || b.height < 1 || b.x < 0 || b.y < 0 || int64_t{b.x} + b.width > frames.shape(2) ||
+              int64_t{b.y} + b.height > frames.shape(1))
             throw std::invalid_argument("augment_clip: crop box lies outside the " + std::to_string(frames.shape(2)) +
                                         "x" + std::to_string(frames.shape(1)) + " frames");
           cvrl::ClipWindow w;
@@ -407,14 +423,19 @@ PYBIND11_MODULE(_C, m) {
         py::arg("float_output") = false);
 
     // Hands a batch buffer to NumPy without a copy: the array's base capsule owns a reference to it.
-    // The shape comes from the loader itself, so an array can never be larger than its buffer.
-    auto to_array = [](const std::shared_ptr<uint8_t>& buf, int rows, const cvrl::PairLoader& loader) {
+    // Shape and dtype are the ones the loader recorded in the batch when it filled the buffer, checked
+    // against the buffer's capacity, so an array can never reach past its buffer.
+    auto to_array = [](const std::shared_ptr<uint8_t>& buf, const cvrl::LoadedBatch& b) {
+      const std::vector<py::ssize_t> shape(b.view_shape.begin(), b.view_shape.end());
+      size_t bytes = b.float32 ? sizeof(float) : 1;
+      for (const py::ssize_t d : shape) bytes *= static_cast<size_t>(d);
+      if (!buf || bytes > b.view_capacity_bytes)
+        throw std::logic_error("PairLoader: batch view of " + std::to_string(bytes) + " bytes exceeds its " +
+                               std::to_string(b.view_capacity_bytes) + "-byte buffer");
       auto holder = std::make_unique<std::shared_ptr<uint8_t>>(buf);
       py::capsule owner(holder.get(), [](void* p) { delete static_cast<std::shared_ptr<uint8_t>*>(p); });
       holder.release();  // owned by the capsule from here on
-      const cvrl::AugmentSettings& s = loader.settings();
-      const std::vector<py::ssize_t> shape = {rows, s.num_frames, s.crop_size, s.crop_size, 3};
-      if (loader.float_output()) return py::array(py::array_t<float>(shape, reinterpret_cast<float*>(buf.get()), owner));
+      if (b.float32) return py::array(py::array_t<float>(shape, reinterpret_cast<float*>(buf.get()), owner));
       return py::array(py::array_t<uint8_t>(shape, buf.get(), owner));
     };
     // Runs f() without the GIL and takes the GIL back in plain code, not in a destructor as
@@ -447,8 +468,7 @@ PYBIND11_MODULE(_C, m) {
     py::class_<cvrl::PairLoader>(m, "PairLoader")
         .def(py::init([](std::vector<cvrl::SourceRef> sources, const cvrl::AugmentSettings& s, int batch_size,
                          uint64_t seed, int num_threads, bool shuffle, int64_t epochs, int prefetch_batches,
-                         bool float_output, int64_t start_batch, bool drop_remainder, int max_retries,
-                         bool log_skips) {
+                         bool float_output, int64_t start_batch, bool drop_remainder, int max_retries) {
                cvrl::LoaderOptions o;
                o.batch_size = batch_size;
                o.seed = seed;
@@ -460,12 +480,11 @@ PYBIND11_MODULE(_C, m) {
                o.start_batch = start_batch;
                o.drop_remainder = drop_remainder;
                o.max_retries = max_retries;
-               o.log_skips = log_skips;
                return std::make_unique<cvrl::PairLoader>(std::move(sources), s, o);
              }),
              py::arg("sources"), py::arg("settings"), py::arg("batch_size"), py::arg("seed"), py::arg("num_threads"),
              py::arg("shuffle"), py::arg("epochs"), py::arg("prefetch_batches"), py::arg("float_output"),
-             py::arg("start_batch"), py::arg("drop_remainder"), py::arg("max_retries"), py::arg("log_skips"))
+             py::arg("start_batch"), py::arg("drop_remainder"), py::arg("max_retries"))
         .def(
             "next",
             [to_array, without_gil, main_thread](cvrl::PairLoader& self) -> py::object {
@@ -488,11 +507,12 @@ PYBIND11_MODULE(_C, m) {
                   py::object colour[2] = {py::none(), py::none()};
                   if (self.device_colour()) {
                     for (int v = 0; v < 2; ++v) {
-                      colour[v] = py::array_t<float>({static_cast<py::ssize_t>(b.size), py::ssize_t{cvrl::kNumColourParams}},
-                                                     b.colour[v].data());
+                      // A copy of the vector, with its own length.
+                      const py::ssize_t rows = static_cast<py::ssize_t>(b.colour[v].size() / cvrl::kNumColourParams);
+                      colour[v] = py::array_t<float>({rows, py::ssize_t{cvrl::kNumColourParams}}, b.colour[v].data());
                     }
                   }
-                  return py::make_tuple(to_array(b.views[0], b.size, self), to_array(b.views[1], b.size, self),
+                  return py::make_tuple(to_array(b.views[0], b), to_array(b.views[1], b),
                                         py::array_t<int64_t>(b.index.size(), b.index.data()),
                                         py::array_t<int64_t>(b.epoch.size(), b.epoch.data()), b.batch_index,
                                         colour[0], colour[1]);
@@ -521,6 +541,14 @@ PYBIND11_MODULE(_C, m) {
           for (const auto& [name, reason] : st.skipped) skipped.append(py::make_tuple(name, reason));
           d["skipped"] = skipped;
           return d;
-        });
+        })
+        .def(
+            "skipped_since",
+            [](const cvrl::PairLoader& self, size_t start) {
+              py::list out;
+              for (const auto& [name, reason] : self.skipped_since(start)) out.append(py::make_tuple(name, reason));
+              return out;
+            },
+            py::arg("start"), "stats()['skipped'][start:]: the skips after the first `start` ones.");
   }
 }

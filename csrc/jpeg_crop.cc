@@ -12,6 +12,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "errors.h"
+
 namespace cvrl {
 
 namespace {
@@ -104,13 +106,19 @@ bool finish(Decompressor* d) {
 }
 
 [[noreturn]] void fail(const std::string& what, const char* message) {
-  throw std::invalid_argument("bad JPEG (" + what + "): " + message);
+  throw DecodeError("bad JPEG (" + what + "): " + message);
 }
 
 void open_or_throw(Decompressor* d, std::string_view jpeg, const std::string& what) {
   if (jpeg.empty()) fail(what, "empty buffer");
   if (!open_header(d, reinterpret_cast<const unsigned char*>(jpeg.data()), static_cast<unsigned long>(jpeg.size())))
     fail(what, d->err.message);
+  const int64_t pixels = int64_t{d->cinfo.image_width} * d->cinfo.image_height;
+  if (pixels > kMaxFramePixels) {
+    throw DecodeError("bad JPEG (" + what + "): " + std::to_string(d->cinfo.image_width) + "x" +
+                      std::to_string(d->cinfo.image_height) + " is more than " + std::to_string(kMaxFramePixels) +
+                      " pixels (corrupt header?)");
+  }
 }
 
 }  // namespace
@@ -132,8 +140,9 @@ void jpeg_decode_window(std::string_view jpeg, const Box& window, uint8_t* out, 
   // Output size at 1/scale_denom, as libjpeg computes it (jdiv_round_up).
   const int h = (static_cast<int>(d.cinfo.image_height) + scale_denom - 1) / scale_denom;
   const int w = (static_cast<int>(d.cinfo.image_width) + scale_denom - 1) / scale_denom;
-  if (window.x < 0 || window.y < 0 || window.width < 1 || window.height < 1 || window.x + window.width > w ||
-      window.y + window.height > h) {
+  // In 64 bits: x + width of two ints can overflow (and then pass the check).
+  if (window.x < 0 || window.y < 0 || window.width < 1 || window.height < 1 || int64_t{window.x} + window.width > w ||
+      int64_t{window.y} + window.height > h) {
     throw std::invalid_argument("JPEG crop window (x=" + std::to_string(window.x) + ", y=" + std::to_string(window.y) +
                                 ", " + std::to_string(window.width) + "x" + std::to_string(window.height) +
                                 ") lies outside the " + std::to_string(w) + "x" + std::to_string(h) + " frame (" +

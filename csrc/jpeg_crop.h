@@ -13,12 +13,12 @@
 
 namespace cvrl {
 
-// Width and height from the JPEG header (no pixel decode). Throws std::invalid_argument naming
+// Width and height from the JPEG header (no pixel decode). Throws DecodeError (errors.h) naming
 // `what` (e.g. "frame 3 of foo.tfrecord") on a corrupt or unsupported stream.
 void jpeg_frame_size(std::string_view jpeg, const std::string& what, int* height, int* width);
 
 // Decodes `window` of the frame to RGB24 rows at out + r * out_row_stride_bytes. The window must lie
-// inside the frame (std::invalid_argument otherwise). scale_denom 2, 4 or 8 decodes the frame at that
+// inside the frame (std::invalid_argument otherwise); bad data throws DecodeError. scale_denom 2, 4 or 8 decodes the frame at that
 // reduction inside the IDCT (libjpeg's scale_denom): `window` is then in the reduced frame's pixels,
 // which is ceil(width / scale_denom) x ceil(height / scale_denom).
 void jpeg_decode_window(std::string_view jpeg, const Box& window, uint8_t* out, int64_t out_row_stride_bytes,

@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "errors.h"
 #include "ffmpeg_raii.h"
 
 namespace cvrl {
@@ -31,7 +32,7 @@ void check(tjhandle h, int ret, size_t index) {
   if (ret == 0) return;
   const std::string msg = tj_error(h);
   if (tjGetErrorCode(h) == TJERR_WARNING && msg.find("Premature end") == std::string::npos) return;
-  throw std::invalid_argument("frame " + std::to_string(index) + " is not a valid JPEG: " + msg);
+  throw DecodeError("frame " + std::to_string(index) + " is not a valid JPEG: " + msg);
 }
 
 }  // namespace
@@ -81,8 +82,16 @@ void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
     const auto size = static_cast<unsigned long>(buf.size());
     int w = 0, h_px = 0, subsamp = 0, colorspace = 0;
     if (buf.empty() || tjDecompressHeader3(h, data, size, &w, &h_px, &subsamp, &colorspace) != 0)
-      throw std::invalid_argument("frame " + std::to_string(i) + " is not a valid JPEG: " +
-                                  (buf.empty() ? std::string("empty buffer") : tj_error(h)));
+      throw DecodeError("frame " + std::to_string(i) + " is not a valid JPEG: " +
+                        (buf.empty() ? std::string("empty buffer") : tj_error(h)));
+    // libjpeg-turbo 2.1 "succeeds" on a stream that ends before its frame header (SOI, then junk), with a
+    // 0x0 size and nothing decoded.
+    if (w < 1 || h_px < 1)
+      throw DecodeError("frame " + std::to_string(i) + " is not a valid JPEG: no frame header (size " +
+                        std::to_string(w) + "x" + std::to_string(h_px) + ")");
+    if (int64_t{w} * h_px > kMaxFramePixels)
+      throw DecodeError("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" + std::to_string(h_px) +
+                        ": more than " + std::to_string(kMaxFramePixels) + " pixels (corrupt header?)");
     if (i == 0) {
       src_w = w;
       src_h = h_px;
@@ -90,9 +99,9 @@ void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
       dst_w = out_size ? out_size->second : src_w;
       out = allocate(dst_h, dst_w);
     } else if (w != src_w || h_px != src_h) {
-      throw std::invalid_argument("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" +
-                                  std::to_string(h_px) + " but frame 0 is " + std::to_string(src_w) + "x" +
-                                  std::to_string(src_h) + ": all frames must have the same size");
+      throw DecodeError("frame " + std::to_string(i) + " is " + std::to_string(w) + "x" + std::to_string(h_px) +
+                        " but frame 0 is " + std::to_string(src_w) + "x" + std::to_string(src_h) +
+                        ": all frames must have the same size");
     }
     const bool resize = dst_w != src_w || dst_h != src_h;
     uint8_t* target = out + i * static_cast<size_t>(dst_h) * dst_w * 3;
@@ -141,7 +150,8 @@ void decode_jpeg_frames_into(const std::vector<std::string_view>& jpegs,
     }
     SwsContext* c = sws_getCachedContext(sws.release(), src_w, src_h, src_fmt, dst_w, dst_h, AV_PIX_FMT_RGB24,
                                          SWS_BILINEAR, nullptr, nullptr, nullptr);
-    if (!c) throw std::runtime_error("swscale: cannot resize a JPEG frame");
+    if (!c) throw DecodeError("swscale: cannot resize frame " + std::to_string(i) + " (" + std::to_string(src_w) + "x" +
+                              std::to_string(src_h) + " JPEG)");
     sws.reset(c);
     if (src_fmt != AV_PIX_FMT_RGB24) {  // JFIF: full-range BT.601
       const int* table = sws_getCoefficients(SWS_CS_ITU601);

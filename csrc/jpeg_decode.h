@@ -11,8 +11,9 @@
 namespace cvrl {
 
 // Decodes each buffer to RGB24 HWC and returns them stacked, [N, H, W, 3]; *out_h and *out_w receive
-// the output frame size. out_size {h, w} resizes each frame (bilinear) if given. Throws
-// std::invalid_argument naming the frame index on a bad JPEG, and if the frames differ in size.
+// the output frame size. out_size {h, w} resizes each frame (bilinear) if given. Throws DecodeError
+// (errors.h) naming the frame index on a bad JPEG, and if the frames differ in size; std::invalid_argument
+// for a non-positive out_size.
 std::vector<uint8_t> decode_jpeg_frames(const std::vector<std::string_view>& jpegs, int* out_h, int* out_w,
                                         std::optional<std::pair<int, int>> out_size = std::nullopt);
 

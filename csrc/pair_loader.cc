@@ -2,11 +2,12 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <stdexcept>
 
 #include "augment.h"
+#include "errors.h"
 #include "jpeg_crop.h"
 #include "nvtx.h"
 #include "rng.h"
@@ -45,6 +46,24 @@ int dct_scale_denom(const PairParams& params, int crop_size) {
   int denom = 1;
   while (denom < 8 && smallest / (denom * 2) >= crop_size) denom *= 2;
   return denom;
+}
+
+// The decoded union windows of one pair live in one buffer; a header that claims an absurd frame size
+// (a corrupt JPEG or video header) would otherwise ask for tens of GiB and end the run with bad_alloc.
+// 4 GiB holds the worst case of 8K video (32 full 7680x4320 frames).
+constexpr double kMaxWindowBytes = 4.0 * (1ull << 30);
+
+// A source's timeline must give a usable index space: finite, ascending timestamps and at most
+// kMaxIndexFrames index frames (a corrupt file's timestamps can jump by years).
+void check_timeline(const std::vector<double>& pts, double target_fps, const std::string& name) {
+  const double length = fixed_rate_length(pts, target_fps);
+  if (std::isnan(length)) throw DecodeError("frame timestamps of " + name + " are not finite and ascending");
+  if (length > static_cast<double>(kMaxIndexFrames)) {
+    throw DecodeError("the timestamps of " + name + " span " + std::to_string(pts.back() - pts.front()) + " s (" +
+                      std::to_string(pts.size()) + " frames): " + std::to_string(length) + " frames at " +
+                      std::to_string(target_fps) + " fps, more than " + std::to_string(kMaxIndexFrames) +
+                      " (corrupt timestamps?)");
+  }
 }
 
 }  // namespace
@@ -103,6 +122,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
   // Draws the pair, then the decoded-pixel boxes: scaled down by the returned IDCT factor (1, 2, 4, 8)
   // when `may_scale` (JPEG frames with jpeg_dct_scaling). Sizes frames_ for the union window.
   auto draw = [&](const std::vector<double>& pts, bool fixed_rate, int height, int width, bool may_scale) {
+    check_timeline(pts, fixed_rate ? settings_.target_fps : 0.0, source.name());
     plan = plan_pair(pts, fixed_rate, height, width, settings_, seed, epoch, sample_key);
     const int denom = may_scale ? dct_scale_denom(plan.params, settings_.crop_size) : 1;
     for (int v = 0; v < 2; ++v) {
@@ -110,6 +130,13 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
       boxes[v] = denom > 1 ? scale_box(crop, denom, height, width) : crop;
     }
     window = union_box(boxes[0], boxes[1]);
+    const double bytes = static_cast<double>(plan.unique_frames.size()) * window.width * window.height * 3;
+    if (bytes > kMaxWindowBytes) {
+      throw DecodeError("the " + std::to_string(width) + "x" + std::to_string(height) + " frames of " + source.name() +
+                        " need " + std::to_string(static_cast<int64_t>(bytes / (1 << 20))) + " MiB for " +
+                        std::to_string(plan.unique_frames.size()) + " crop windows (limit " +
+                        std::to_string(static_cast<int64_t>(kMaxWindowBytes / (1 << 20))) + " MiB; corrupt header?)");
+    }
     frames_.resize(plan.unique_frames.size() * static_cast<size_t>(window.width) * window.height * 3);
     return denom;
   };
@@ -130,7 +157,7 @@ PairParams PairMaker::make(const SourceRef& source, uint64_t seed, uint64_t epoc
       const std::string what = "frame " + std::to_string(f) + " of " + source.name();
       jpeg_frame_size(record.frames[f], what, &fh, &fw);
       if (fh != height || fw != width) {
-        throw std::invalid_argument("frame size " + std::to_string(fw) + "x" + std::to_string(fh) + " differs from frame 0 (" +
+        throw DecodeError("frame size " + std::to_string(fw) + "x" + std::to_string(fh) + " differs from frame 0 (" +
                                     std::to_string(width) + "x" + std::to_string(height) + ") in " + what);
       }
       jpeg_decode_window(record.frames[f], window, frames_.data() + k * frame_bytes, row_bytes, what, denom);
@@ -209,9 +236,9 @@ SlotSample make_slot_sample(PairMaker& maker, SlotSources& sources, uint64_t see
       sample.params = maker.make(src, seed, static_cast<uint64_t>(epoch), key, out);
       sample.source_id = src.id;
       return sample;
-    } catch (const std::bad_alloc&) {
-      throw;
-    } catch (const std::exception& e) {
+    } catch (const DecodeError& e) {
+      // Only bad media is skipped. Any other exception (a bad argument, bad_alloc, a bug) leaves here and
+      // stops the loader (next() rethrows it with its own type and message) or fails the op.
       sources.failed(position, src, e);
     }
   }
@@ -223,6 +250,7 @@ SlotSample make_slot_sample(PairMaker& maker, SlotSources& sources, uint64_t see
 class BufferPool : public std::enable_shared_from_this<BufferPool> {
  public:
   BufferPool(size_t bytes, size_t max_free) : bytes_((bytes + 63) / 64 * 64), max_free_(max_free) {}
+  size_t buffer_bytes() const { return bytes_; }
   ~BufferPool() {
     for (void* p : free_) std::free(p);
   }
@@ -361,6 +389,9 @@ PairLoader::InFlight& PairLoader::batch_for(int64_t b) {
   f->remaining = f->batch.size;
   f->batch.views[0] = pool_->get();
   f->batch.views[1] = pool_->get();
+  f->batch.view_shape = {f->batch.size, settings_.num_frames, settings_.crop_size, settings_.crop_size, 3};
+  f->batch.float32 = options_.float_output;
+  f->batch.view_capacity_bytes = pool_->buffer_bytes();
   f->batch.index.assign(f->batch.size, -1);
   f->batch.epoch.assign(f->batch.size, -1);
   if (device_colour())
@@ -375,8 +406,8 @@ namespace {
 class LoaderSlotSources : public SlotSources {
  public:
   LoaderSlotSources(const std::vector<SourceRef>& sources, std::atomic<uint8_t>* bad, std::atomic<int64_t>& bad_count,
-                    std::mutex& mu, LoaderStats& stats, bool log_skips)
-      : sources_(sources), bad_(bad), bad_count_(bad_count), mu_(mu), stats_(stats), log_skips_(log_skips) {}
+                    std::mutex& mu, LoaderStats& stats)
+      : sources_(sources), bad_(bad), bad_count_(bad_count), mu_(mu), stats_(stats) {}
   int64_t size() const override { return static_cast<int64_t>(sources_.size()); }
   const SourceRef& at(int64_t position) override { return sources_[static_cast<size_t>(position)]; }
   bool known_bad(int64_t position) override { return bad_[position].load(std::memory_order_relaxed) != 0; }
@@ -387,7 +418,6 @@ class LoaderSlotSources : public SlotSources {
     if (!first) return;
     const int64_t count = ++bad_count_;
     stats_.skipped.emplace_back(src.name(), e.what());
-    if (log_skips_) std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
     if (count == size()) {
       throw std::runtime_error("PairLoader: every one of the " + std::to_string(size()) +
                                " sources failed to decode; first error: " + stats_.skipped.front().first + ": " +
@@ -404,7 +434,6 @@ class LoaderSlotSources : public SlotSources {
   std::atomic<int64_t>& bad_count_;
   std::mutex& mu_;
   LoaderStats& stats_;
-  bool log_skips_;
 };
 
 }  // namespace
@@ -423,7 +452,7 @@ void PairLoader::produce(PairMaker& maker, int64_t slot, InFlight& target, int r
     if (options_.float_output) out.f32[v] = reinterpret_cast<float*>(base);
     else out.u8[v] = base;
   }
-  LoaderSlotSources sources(sources_, bad_.get(), bad_count_, mu_, stats_, options_.log_skips);
+  LoaderSlotSources sources(sources_, bad_.get(), bad_count_, mu_, stats_);
   const SlotSample sample = make_slot_sample(maker, sources, options_.seed, slot, pos, options_.max_retries, out);
   if (device_colour()) {
     for (int v = 0; v < 2; ++v) {
@@ -517,6 +546,12 @@ std::pair<std::optional<LoadedBatch>, bool> PairLoader::next(double timeout_seco
 LoaderStats PairLoader::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
+}
+
+std::vector<std::pair<std::string, std::string>> PairLoader::skipped_since(size_t start) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (start >= stats_.skipped.size()) return {};
+  return {stats_.skipped.begin() + static_cast<std::ptrdiff_t>(start), stats_.skipped.end()};
 }
 
 int64_t PairLoader::next_batch() const {

@@ -3,6 +3,7 @@
 // assembles whole batches in preallocated buffers, in a deterministic order.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -52,7 +53,9 @@ PairPlan plan_pair(const std::vector<double>& pts, bool fixed_rate, int height, 
 class PairMaker {
  public:
   explicit PairMaker(const AugmentSettings& settings);
-  // Throws std::invalid_argument / std::runtime_error / std::out_of_range for a bad source.
+  // Throws DecodeError (errors.h) for a source that cannot be decoded (bad data, an absurd timeline or
+  // frame size); anything else it throws is a bug or a bad argument (e.g. a SourceRef with a negative
+  // record length), which the loader does not skip.
   PairParams make(const SourceRef& source, uint64_t seed, uint64_t epoch, uint64_t sample_key, const PairOutput& out);
   double decode_seconds = 0.0, augment_seconds = 0.0;
 
@@ -100,7 +103,8 @@ struct SlotSample {
 // or, while attempts fail, replacement draws (uniform over the n positions) keyed by (seed, epoch,
 // slot, attempt), the sample key being the source id for attempt 0 and a hash of (id, slot, attempt)
 // for a replacement. Throws std::runtime_error "PairLoader: <max_retries> replacement sources in a
-// row failed to decode..." when every replacement failed; std::bad_alloc passes through.
+// row failed to decode..." when every replacement failed. Only DecodeError is a failed attempt: any other
+// exception (std::bad_alloc, a bad argument, a bug) passes through.
 SlotSample make_slot_sample(PairMaker& maker, SlotSources& sources, uint64_t seed, int64_t slot, int64_t position,
                             int max_retries, const PairOutput& out);
 
@@ -121,13 +125,12 @@ struct LoaderOptions {
   int64_t start_batch = 0;    // resume point (batches already consumed)
   bool drop_remainder = true;
   int max_retries = 32;       // replacement draws per sample slot before giving up
-  bool log_skips = true;
 };
 
 struct LoaderStats {
   int64_t samples = 0, batches = 0, failed_attempts = 0;
   double wait_seconds = 0, decode_seconds = 0, augment_seconds = 0;
-  std::vector<std::pair<std::string, std::string>> skipped;  // (source, reason), once per source
+  std::vector<std::pair<std::string, std::string>> skipped;  // (source, reason), once per source, in skip order
 };
 
 class BufferPool;
@@ -136,6 +139,11 @@ struct LoadedBatch {
   int64_t batch_index = 0;
   int size = 0;
   std::shared_ptr<uint8_t> views[2];  // [size, T, S, S, 3] bytes (uint8 or float32)
+  // What the view buffers hold, set by the loader that filled them: a consumer builds its array views
+  // from these (never from shapes of its own), and view_capacity_bytes bounds them.
+  std::array<int64_t, 5> view_shape{};  // {size, T, S, S, 3}
+  bool float32 = false;
+  size_t view_capacity_bytes = 0;       // bytes allocated for each of views[0], views[1]
   std::vector<int64_t> index;         // source id per row
   std::vector<int64_t> epoch;         // epoch per row
   // augment_on == kDevice only: [size, kNumColourParams] colour rows per view (colour_row), else empty.
@@ -163,6 +171,9 @@ class PairLoader {
   void close();
   bool closed() const;
   LoaderStats stats() const;
+  // stats().skipped[start:], without copying the rest: lets a caller report each skip once as it happens
+  // (the Python wrapper logs them). The engine itself prints nothing.
+  std::vector<std::pair<std::string, std::string>> skipped_since(size_t start) const;
   int64_t next_batch() const;  // batches consumed so far + start_batch: the resume point
   int64_t num_sources() const { return static_cast<int64_t>(sources_.size()); }
   size_t sample_bytes() const { return sample_bytes_; }

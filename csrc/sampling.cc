@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <locale>
 #include <map>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -305,21 +306,21 @@ PairParams sample_pair_params(int64_t num_frames, int height, int width, const A
   return out;
 }
 
-std::vector<int64_t> fixed_rate_frame_map(const std::vector<double>& pts_seconds, double target_fps) {
+namespace {
+constexpr double kTimeEps = 1e-6;  // timestamps are rationals rounded to double
+
+// Index of the first timestamp that is not finite or not ascending, or -1.
+int64_t first_bad_timestamp(const std::vector<double>& pts_seconds) {
+  for (size_t i = 0; i < pts_seconds.size(); ++i)
+    if (!std::isfinite(pts_seconds[i]) || (i > 0 && pts_seconds[i] < pts_seconds[i - 1])) return static_cast<int64_t>(i);
+  return -1;
+}
+}  // namespace
+
+double fixed_rate_length(const std::vector<double>& pts_seconds, double target_fps) {
   const size_t n = pts_seconds.size();
-  if (n == 0) throw std::invalid_argument("fixed_rate_frame_map: the video has no decodable frames");
-  for (size_t i = 0; i < n; ++i) {
-    if (!std::isfinite(pts_seconds[i]) || (i > 0 && pts_seconds[i] < pts_seconds[i - 1])) {
-      throw std::invalid_argument("fixed_rate_frame_map: frame timestamps must be finite and ascending (frame " +
-                                  std::to_string(i) + ")");
-    }
-  }
-  std::vector<int64_t> map;
-  if (!(target_fps > 0.0)) {
-    map.resize(n);
-    for (size_t i = 0; i < n; ++i) map[i] = static_cast<int64_t>(i);
-    return map;
-  }
+  if (n == 0 || first_bad_timestamp(pts_seconds) >= 0) return std::numeric_limits<double>::quiet_NaN();
+  if (!(target_fps > 0.0)) return static_cast<double>(n);
   // The last frame is shown for one typical frame duration (median gap), so a 10 s clip at any
   // native rate spans 10 s and gives 10 * target_fps index-space frames.
   double frame_seconds = 1.0 / target_fps;
@@ -333,10 +334,34 @@ std::vector<int64_t> fixed_rate_frame_map(const std::vector<double>& pts_seconds
       frame_seconds = gaps[gaps.size() / 2];
     }
   }
+  const double duration = pts_seconds.back() + frame_seconds - pts_seconds.front();
+  return std::max(1.0, std::floor(duration * target_fps + kTimeEps));
+}
+
+std::vector<int64_t> fixed_rate_frame_map(const std::vector<double>& pts_seconds, double target_fps) {
+  const size_t n = pts_seconds.size();
+  if (n == 0) throw std::invalid_argument("fixed_rate_frame_map: the video has no decodable frames");
+  const int64_t bad = first_bad_timestamp(pts_seconds);
+  if (bad >= 0) {
+    throw std::invalid_argument("fixed_rate_frame_map: frame timestamps must be finite and ascending (frame " +
+                                std::to_string(bad) + ")");
+  }
+  std::vector<int64_t> map;
+  if (!(target_fps > 0.0)) {
+    map.resize(n);
+    for (size_t i = 0; i < n; ++i) map[i] = static_cast<int64_t>(i);
+    return map;
+  }
+  // Checked as a double: the cast of a longer (or infinite) span to int64 would be undefined.
+  const double span = fixed_rate_length(pts_seconds, target_fps);
+  if (!(span <= static_cast<double>(kMaxIndexFrames))) {
+    throw std::invalid_argument("fixed_rate_frame_map: " + std::to_string(pts_seconds.back() - pts_seconds.front()) +
+                                " s of timestamps give " + std::to_string(span) + " frames at " +
+                                std::to_string(target_fps) + " fps, more than " + std::to_string(kMaxIndexFrames));
+  }
   const double t0 = pts_seconds.front();
-  const double duration = pts_seconds.back() + frame_seconds - t0;
-  constexpr double kEps = 1e-6;  // timestamps are rationals rounded to double
-  const int64_t length = std::max<int64_t>(1, static_cast<int64_t>(std::floor(duration * target_fps + kEps)));
+  const auto length = static_cast<int64_t>(span);
+  constexpr double kEps = kTimeEps;
   map.resize(length);
   size_t j = 0;
   for (int64_t i = 0; i < length; ++i) {

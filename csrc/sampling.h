@@ -123,6 +123,15 @@ PairParams sample_pair_params(int64_t num_frames, int height, int width, const A
 // Maps the fixed-rate index space onto decoded frames by timestamp: element i is the decoded
 // frame shown at time pts[0] + i / target_fps (the last frame whose pts <= that time). The
 // length is the number of index-space frames, L. target_fps <= 0 gives the identity (native).
+// Throws std::invalid_argument for no timestamps, timestamps that are not finite and ascending, or an
+// index space longer than kMaxIndexFrames.
 std::vector<int64_t> fixed_rate_frame_map(const std::vector<double>& pts_seconds, double target_fps);
+
+// The length L fixed_rate_frame_map would give, as a double and before any cap (NaN for bad timestamps):
+// lets a caller refuse a timeline (e.g. a corrupt file whose timestamps jump by days) before allocating it.
+double fixed_rate_length(const std::vector<double>& pts_seconds, double target_fps);
+
+// 2^22 index-space frames: 46 hours at 25 fps, a 32 MiB map. Longer timelines are broken files.
+constexpr int64_t kMaxIndexFrames = int64_t{1} << 22;
 
 }  // namespace cvrl

@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "errors.h"
+
 namespace cvrl {
 
 namespace {
@@ -13,7 +15,7 @@ namespace {
 struct Fd {  // RAII file descriptor
   int fd = -1;
   explicit Fd(const std::string& path) : fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
-    if (fd < 0) throw std::runtime_error("cannot open TFRecord file " + path + ": " + std::strerror(errno));
+    if (fd < 0) throw DecodeError("cannot open TFRecord file " + path + ": " + std::strerror(errno));
   }
   ~Fd() {
     if (fd >= 0) ::close(fd);
@@ -55,7 +57,7 @@ struct Reader {
   const uint8_t* end;
   const std::string* what;
   [[noreturn]] void fail(const char* why) const {
-    throw std::invalid_argument("malformed SequenceExample (" + *what + "): " + why);
+    throw DecodeError("malformed SequenceExample (" + *what + "): " + why);
   }
   bool done() const { return p >= end; }
   uint64_t varint() {
@@ -197,23 +199,25 @@ uint32_t tfrecord_masked_crc(const char* data, size_t n) {
 std::vector<RecordRef> index_tfrecord(const std::string& path) {
   Fd file(path);
   const off_t size = ::lseek(file.fd, 0, SEEK_END);
-  if (size < 0) throw std::runtime_error("cannot seek TFRecord file " + path);
+  if (size < 0) throw DecodeError("cannot seek TFRecord file " + path + ": " + std::strerror(errno));
   std::vector<RecordRef> refs;
   int64_t offset = 0;
   while (offset < size) {
     char header[12];
     if (size - offset < 12 || !read_exact(file.fd, header, 12, offset)) {
-      throw std::invalid_argument("truncated TFRecord header in " + path + " at byte " + std::to_string(offset));
+      throw DecodeError("truncated TFRecord header in " + path + " at byte " + std::to_string(offset));
     }
     uint64_t length;
     uint32_t length_crc;
     std::memcpy(&length, header, 8);
     std::memcpy(&length_crc, header + 8, 4);
     if (tfrecord_masked_crc(header, 8) != length_crc) {
-      throw std::invalid_argument("corrupt TFRecord length CRC in " + path + " at byte " + std::to_string(offset));
+      throw DecodeError("corrupt TFRecord length CRC in " + path + " at byte " + std::to_string(offset));
     }
-    if (length > static_cast<uint64_t>(size - offset - 16)) {
-      throw std::invalid_argument("truncated TFRecord payload in " + path + " at byte " + std::to_string(offset));
+    // size - offset >= 12 here; with fewer than 16 bytes left the difference below is negative, and
+    // as uint64 it was huge: a payload cut inside its last 4 bytes passed the check.
+    if (size - offset < 16 || length > static_cast<uint64_t>(size - offset - 16)) {
+      throw DecodeError("truncated TFRecord payload in " + path + " at byte " + std::to_string(offset));
     }
     refs.push_back({offset + 12, static_cast<int64_t>(length)});
     offset += 12 + static_cast<int64_t>(length) + 4;
@@ -222,10 +226,16 @@ std::vector<RecordRef> index_tfrecord(const std::string& path) {
 }
 
 std::string read_tfrecord(const std::string& path, const RecordRef& ref) {
+  // The reference comes from the caller (index_tfrecord's output, normally): a negative field is a bad
+  // argument, not bad data.
+  if (ref.offset < 0 || ref.length < 0) {
+    throw std::invalid_argument("read_tfrecord: record offset " + std::to_string(ref.offset) + " and length " +
+                                std::to_string(ref.length) + " of " + path + " must be >= 0");
+  }
   Fd file(path);
   std::string data(static_cast<size_t>(ref.length), '\0');
   if (!read_exact(file.fd, data.data(), data.size(), ref.offset)) {
-    throw std::invalid_argument("cannot read TFRecord payload of " + std::to_string(ref.length) + " bytes at byte " +
+    throw DecodeError("cannot read TFRecord payload of " + std::to_string(ref.length) + " bytes at byte " +
                                 std::to_string(ref.offset) + " of " + path);
   }
   return data;
@@ -267,7 +277,7 @@ VideoRecord parse_video_record(std::string_view payload, const std::string& what
     }
   }
   if (out.frames.empty()) {
-    throw std::invalid_argument("SequenceExample (" + what + ") has no frames in feature_lists['image/encoded']");
+    throw DecodeError("SequenceExample (" + what + ") has no frames in feature_lists['image/encoded']");
   }
   return out;
 }

@@ -16,11 +16,11 @@ struct RecordRef {
 };
 
 // Scans the record framing (length, masked CRC-32C of the length, payload, payload CRC) without
-// reading payloads. Throws std::invalid_argument naming the file and byte offset of a truncated or
-// corrupt header, std::runtime_error if the file cannot be read.
+// reading payloads. Throws DecodeError (errors.h) naming the file and byte offset of a truncated or
+// corrupt header, or when the file cannot be read.
 std::vector<RecordRef> index_tfrecord(const std::string& path);
 
-// Reads one payload (pread; safe from several threads).
+// Reads one payload (pread; safe from several threads). DecodeError when it cannot be read.
 std::string read_tfrecord(const std::string& path, const RecordRef& ref);
 
 struct VideoRecord {
@@ -33,8 +33,8 @@ struct VideoRecord {
 // written by our data prep), else i (reference records are taken as stored, one frame per index).
 std::vector<double> record_frame_times(const VideoRecord& record);
 
-// Parses a SequenceExample payload. Throws std::invalid_argument naming `what` on malformed data or
-// when 'image/encoded' is missing or empty.
+// Parses a SequenceExample payload. Throws DecodeError naming `what` on malformed data or when
+// 'image/encoded' is missing or empty.
 VideoRecord parse_video_record(std::string_view payload, const std::string& what);
 
 // Masked CRC-32C as used by TFRecord framing (exposed for tests).

@@ -22,9 +22,12 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "errors.h"
+#include "ffmpeg_log.h"
 #include "ffmpeg_raii.h"
 
 extern "C" {
+#include <libavutil/dict.h>
 #include <libavutil/display.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/pixdesc.h>
@@ -35,11 +38,45 @@ namespace {
 
 constexpr int64_t kNoPts = AV_NOPTS_VALUE;
 
-void quiet_ffmpeg_logs_once() {
-  // FFmpeg logs every corrupt macroblock to stderr; the engine reports errors as exceptions instead.
-  static std::once_flag once;
-  std::call_once(once, [] { av_log_set_level(AV_LOG_FATAL); });
+// FFmpeg 7 (libavutil 59) removed AVFrame::pkt_duration; AVFrame::duration replaces it from libavutil
+// 57.30.100 (FFmpeg 5.1 has 57.28: only pkt_duration there).
+int64_t frame_duration(const AVFrame* f) {
+#if LIBAVUTIL_VERSION_INT >= AV_VERSION_INT(57, 30, 100)
+  return f->duration;
+#else
+  return f->pkt_duration;
+#endif
 }
+
+// The display matrix of a stream, or nullptr. FFmpeg 6.1 (libavformat 60.15, libavcodec 60.31) moved
+// stream side data to AVCodecParameters::coded_side_data and deprecated av_stream_get_side_data, which
+// FFmpeg 7 (libavformat 61) removed.
+const uint8_t* display_matrix(const AVStream* st) {
+#if LIBAVFORMAT_VERSION_INT >= AV_VERSION_INT(60, 15, 100) && LIBAVCODEC_VERSION_INT >= AV_VERSION_INT(60, 31, 100)
+  const AVPacketSideData* sd = av_packet_side_data_get(st->codecpar->coded_side_data,
+                                                       st->codecpar->nb_coded_side_data, AV_PKT_DATA_DISPLAYMATRIX);
+  return sd && sd->size >= 9 * sizeof(int32_t) ? sd->data : nullptr;
+#else
+  size_t size = 0;
+  const uint8_t* data = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, &size);
+  return data && size >= 9 * sizeof(int32_t) ? data : nullptr;
+#endif
+}
+
+// Per-stream codec options for avformat_find_stream_info, which opens decoders of its own to probe: the
+// same log offset as the engine's decoder (ffmpeg_log.h). Owns the dictionaries.
+struct ProbeOptions {
+  std::vector<AVDictionary*> dicts;
+  explicit ProbeOptions(unsigned n) : dicts(n, nullptr) {
+    const std::string offset = std::to_string(engine_log_offset());
+    for (auto& d : dicts) av_dict_set(&d, "log_level_offset", offset.c_str(), 0);
+  }
+  ~ProbeOptions() {
+    for (auto& d : dicts) av_dict_free(&d);
+  }
+  ProbeOptions(const ProbeOptions&) = delete;
+  ProbeOptions& operator=(const ProbeOptions&) = delete;
+};
 
 // In-memory source for from_bytes: read/seek callbacks over an owned string.
 struct MemorySource {
@@ -101,7 +138,7 @@ struct ScaleCtx {
     SwsContext* prev = sws.release();
     SwsContext* c = sws_getCachedContext(prev, sw, sh, src_fmt, dw, dh, AV_PIX_FMT_RGB24, flags, nullptr,
                                          nullptr, nullptr);
-    if (!c) throw std::runtime_error("swscale: cannot convert pixel format " +
+    if (!c) throw DecodeError("swscale: cannot convert pixel format " +
                                      std::string(av_get_pix_fmt_name(src_fmt) ? av_get_pix_fmt_name(src_fmt) : "?") +
                                      " to rgb24");
     if (c != prev) cs = full_range = -1;
@@ -174,7 +211,6 @@ struct VideoReader::Impl {
 
   // ---------------------------------------------------------------- open
   void open(const std::string& path) {
-    quiet_ffmpeg_logs_once();
     AVFormatContext* raw = nullptr;
     if (memory) {
       raw = avformat_alloc_context();
@@ -185,22 +221,23 @@ struct VideoReader::Impl {
     int ret = avformat_open_input(&raw, memory ? nullptr : path.c_str(), nullptr, nullptr);
     if (ret < 0) {
       // avformat_open_input frees the context on failure.
-      throw std::runtime_error("cannot open video " + where() + ": " + ff::error_string(ret));
+      throw DecodeError("cannot open video " + where() + ": " + ff::error_string(ret));
     }
     fmt.reset(raw);
     // MP4/MOV and Matroska/WebM headers describe the video stream completely (size, codec, extradata,
     // frame rate); probing by decoding (avformat_find_stream_info) would only repeat work the index
     // build does anyway. Other containers (MPEG-PS/TS, AVI, raw streams) need the probe.
     if (!header_is_complete()) {
-      ret = avformat_find_stream_info(fmt.get(), nullptr);
-      if (ret < 0) throw std::runtime_error("cannot read stream info of " + where() + ": " + ff::error_string(ret));
+      // The options array must have one entry per stream; the probe may add streams, which then get none.
+      ProbeOptions options(fmt->nb_streams);
+      ret = avformat_find_stream_info(fmt.get(), options.dicts.empty() ? nullptr : options.dicts.data());
+      if (ret < 0) throw DecodeError("cannot read stream info of " + where() + ": " + ff::error_string(ret));
     }
 
     ret = av_find_best_stream(fmt.get(), AVMEDIA_TYPE_VIDEO, -1, -1, &codec, 0);
-    if (ret == AVERROR_STREAM_NOT_FOUND) throw std::invalid_argument("no video stream in " + where());
-    if (ret == AVERROR_DECODER_NOT_FOUND || !codec)
-      throw std::invalid_argument("no decoder for the video stream of " + where());
-    if (ret < 0) throw std::runtime_error("cannot select a video stream in " + where() + ": " + ff::error_string(ret));
+    if (ret == AVERROR_STREAM_NOT_FOUND) throw DecodeError("no video stream in " + where());
+    if (ret == AVERROR_DECODER_NOT_FOUND || !codec) throw DecodeError("no decoder for the video stream of " + where());
+    if (ret < 0) throw DecodeError("cannot select a video stream in " + where() + ": " + ff::error_string(ret));
     stream_index = ret;
     AVStream* st = fmt->streams[stream_index];
     for (unsigned i = 0; i < fmt->nb_streams; ++i)
@@ -211,8 +248,8 @@ struct VideoReader::Impl {
     info.width = st->codecpar->width;
     info.height = st->codecpar->height;
     if (info.width <= 0 || info.height <= 0)
-      throw std::invalid_argument("video stream of " + where() + " has no frame size (" + info.codec + ")");
-    const uint8_t* matrix = av_stream_get_side_data(st, AV_PKT_DATA_DISPLAYMATRIX, nullptr);
+      throw DecodeError("video stream of " + where() + " has no frame size (" + info.codec + ")");
+    const uint8_t* matrix = display_matrix(st);
     if (matrix) {
       // Counter-clockwise degrees to turn the coded frame for display (what ffprobe prints as
       // `rotation`; the ffmpeg CLI's autorotate applies it).
@@ -250,11 +287,12 @@ struct VideoReader::Impl {
     dec.reset(avcodec_alloc_context3(codec));
     if (!dec) throw std::bad_alloc();
     int ret = avcodec_parameters_to_context(dec.get(), st->codecpar);
-    if (ret < 0) throw std::runtime_error("cannot configure decoder for " + where() + ": " + ff::error_string(ret));
+    if (ret < 0) throw DecodeError("cannot configure decoder for " + where() + ": " + ff::error_string(ret));
     dec->pkt_timebase = st->time_base;
     dec->thread_count = std::max(1, num_threads);
+    dec->log_level_offset = engine_log_offset();  // corrupt data is reported as exceptions (ffmpeg_log.h)
     ret = avcodec_open2(dec.get(), codec, nullptr);
-    if (ret < 0) throw std::runtime_error("cannot open " + info.codec + " decoder for " + where() + ": " + ff::error_string(ret));
+    if (ret < 0) throw DecodeError("cannot open " + info.codec + " decoder for " + where() + ": " + ff::error_string(ret));
   }
 
   void build_index() {
@@ -281,7 +319,7 @@ struct VideoReader::Impl {
                               std::string(reinterpret_cast<const char*>(palette), palette_size));
       packets.push_back(e);
     }
-    if (packets.empty()) throw std::invalid_argument("no video packets in " + where());
+    if (packets.empty()) throw DecodeError("no video packets in " + where());
 
     // Can timestamps identify frames? Every output-able packet needs a distinct pts.
     std::vector<std::pair<int64_t, int64_t>> by_pts;  // (pts, decode index)
@@ -310,7 +348,7 @@ struct VideoReader::Impl {
       sequential = true;
       count_frames_sequentially();
     }
-    if (frame_pts.empty()) throw std::invalid_argument("no decodable video frame in " + where());
+    if (frame_pts.empty()) throw DecodeError("no decodable video frame in " + where());
 
     const int64_t n = static_cast<int64_t>(frame_pts.size());
     info.num_frames = n;
@@ -442,12 +480,12 @@ struct VideoReader::Impl {
     frame_packet.clear();
     frame_start.clear();
     keyframes.clear();
-    if (!seek_to_start()) throw std::runtime_error("cannot rewind " + where() + " to decode it");
+    if (!seek_to_start()) throw DecodeError("cannot rewind " + where() + " to decode it");
     int64_t guess_pts = 0;
     auto on_frame = [&](AVFrame* f) {
       int64_t ts = f->best_effort_timestamp;
       if (ts == kNoPts || (!frame_pts.empty() && ts <= frame_pts.back()))
-        ts = frame_pts.empty() ? guess_pts : frame_pts.back() + std::max<int64_t>(1, f->pkt_duration);
+        ts = frame_pts.empty() ? guess_pts : frame_pts.back() + std::max<int64_t>(1, frame_duration(f));
       frame_pts.push_back(ts);
       return true;
     };
@@ -605,7 +643,7 @@ struct VideoReader::Impl {
       }
     }
     // Every decode-time failure reads "could not decode ...", whatever stage gave up.
-    throw std::runtime_error("could not decode " + where() + ": cannot seek to packet " + std::to_string(target) +
+    throw DecodeError("could not decode " + where() + ": cannot seek to packet " + std::to_string(target) +
                              " (corrupt data?)");
   }
 
@@ -615,7 +653,7 @@ struct VideoReader::Impl {
     bool full_range = f->color_range == AVCOL_RANGE_JPEG;
     const AVPixelFormat src_fmt = unjpeg(static_cast<AVPixelFormat>(f->format), &full_range);
     const AVPixFmtDescriptor* desc = av_pix_fmt_desc_get(src_fmt);
-    if (!desc) throw std::runtime_error("unknown pixel format in " + where());
+    if (!desc) throw DecodeError("unknown pixel format in " + where());
     const int fw = f->width, fh = f->height;
     CropBox box = crop ? *crop : CropBox{0, 0, fw, fh};
     if (crop && (fw != info.width || fh != info.height)) {
@@ -645,7 +683,7 @@ struct VideoReader::Impl {
         copy_rows(scratch.data(), scratch_stride_, box.x, box.y, box.width, box.height, window_rgb_.data());
         ff::Sws rgb_ctx(sws_getContext(box.width, box.height, AV_PIX_FMT_RGB24, out_w, out_h, AV_PIX_FMT_RGB24,
                                        SWS_BILINEAR, nullptr, nullptr, nullptr));
-        if (!rgb_ctx) throw std::runtime_error("swscale: cannot resize rgb24");
+        if (!rgb_ctx) throw DecodeError("swscale: cannot resize the rgb24 window of " + where());
         const uint8_t* rgb_src[4] = {window_rgb_.data(), nullptr, nullptr, nullptr};
         const int rgb_stride[4] = {box.width * 3, 0, 0, 0};
         scale_to_dst(rgb_ctx.get(), rgb_src, rgb_stride, box.height, dst, out_w, out_h);
@@ -757,17 +795,13 @@ struct VideoReader::Impl {
   }
 
   // ---------------------------------------------------------------- get_frames
-  void get_frames(const std::vector<int64_t>& indices, uint8_t* out, const std::optional<CropBox>& crop,
-                  const std::optional<std::pair<int, int>>& out_size) {
-    const int64_t n = info.num_frames;
-    for (int64_t i : indices)
-      if (i < 0 || i >= n)
-        throw std::out_of_range("frame index " + std::to_string(i) + " out of range [0, " + std::to_string(n) +
-                                ") of " + where());
+  std::pair<int, int> output_size(const std::optional<CropBox>& crop,
+                                  const std::optional<std::pair<int, int>>& out_size) const {
     if (crop) {
       const CropBox& b = *crop;
-      if (b.width <= 0 || b.height <= 0 || b.x < 0 || b.y < 0 || b.x + b.width > info.width ||
-          b.y + b.height > info.height)
+      // In 64 bits: x + width of two ints can overflow (and then pass the check).
+      if (b.width <= 0 || b.height <= 0 || b.x < 0 || b.y < 0 || int64_t{b.x} + b.width > info.width ||
+          int64_t{b.y} + b.height > info.height)
         throw std::invalid_argument("crop (x=" + std::to_string(b.x) + ", y=" + std::to_string(b.y) + ", width=" +
                                     std::to_string(b.width) + ", height=" + std::to_string(b.height) +
                                     ") is not inside the " + std::to_string(info.width) + "x" +
@@ -782,6 +816,18 @@ struct VideoReader::Impl {
       out_h = out_size->first;
       out_w = out_size->second;
     }
+    return {out_h, out_w};
+  }
+
+  void get_frames(const std::vector<int64_t>& indices, uint8_t* out, const std::optional<CropBox>& crop,
+                  const std::optional<std::pair<int, int>>& out_size) {
+    const int64_t n = info.num_frames;
+    for (int64_t i : indices)
+      if (i < 0 || i >= n)
+        throw std::out_of_range("frame index " + std::to_string(i) + " out of range [0, " + std::to_string(n) +
+                                ") of " + where());
+    const std::pair<int, int> dims = output_size(crop, out_size);
+    const int out_h = dims.first, out_w = dims.second;
     if (indices.empty()) return;
     const size_t frame_bytes = static_cast<size_t>(out_h) * out_w * 3;
 
@@ -829,7 +875,7 @@ struct VideoReader::Impl {
       for (size_t i = 0; i < failed.size() && i < 10; ++i) msg << (i ? ", " : " ") << failed[i];
       if (failed.size() > 10) msg << ", ...";
       msg << " of " << where() << " (" << stats.decode_errors << " decoder errors so far: corrupt data?)";
-      throw std::runtime_error(msg.str());
+      throw DecodeError(msg.str());
     }
     // Duplicates: copy from the first slot that received the frame.
     for (size_t s = 0; s < indices.size(); ++s) {
@@ -928,7 +974,7 @@ struct VideoReader::Impl {
       // Bounds the packets fed in one run (each packet is read at most once before EOF).
       int64_t budget = static_cast<int64_t>(packets.size()) + 64;
       while (next < targets.size() && targets[next] == p && !done[next]) {
-        if (--budget < 0) throw std::runtime_error("decoder made no progress on " + where());
+        if (--budget < 0) throw DecodeError("could not decode " + where() + ": the decoder made no progress");
         if (!pending) {
           if (!run_needs_more()) {
             end_run();
@@ -990,7 +1036,7 @@ struct VideoReader::Impl {
       return true;
     };
     if (!state_valid || drained || targets.front() <= last_output) {
-      if (!seek_to_start()) throw std::runtime_error("cannot rewind " + where() + " to decode it");
+      if (!seek_to_start()) throw DecodeError("cannot rewind " + where() + " to decode it");
       state_valid = true;
     }
     while (next < targets.size()) {
@@ -1021,7 +1067,7 @@ VideoReader VideoReader::from_bytes(std::string data, int num_threads) {
   auto impl = std::make_unique<Impl>();
   impl->name = "<bytes>";
   impl->num_threads = num_threads;
-  if (data.empty()) throw std::invalid_argument("cannot open video <bytes>: the buffer is empty");
+  if (data.empty()) throw DecodeError("cannot open video <bytes>: the buffer is empty");
   impl->memory = std::make_unique<MemorySource>();
   impl->memory->data = std::move(data);
   constexpr int kBufferSize = 1 << 16;
@@ -1050,6 +1096,11 @@ const VideoReader::Stats& VideoReader::stats() const { return impl_->stats; }
 void VideoReader::get_frames(const std::vector<int64_t>& indices, uint8_t* out, std::optional<CropBox> crop,
                              std::optional<std::pair<int, int>> out_size) {
   impl_->get_frames(indices, out, crop, out_size);
+}
+
+std::pair<int, int> VideoReader::output_size(const std::optional<CropBox>& crop,
+                                             const std::optional<std::pair<int, int>>& out_size) const {
+  return impl_->output_size(crop, out_size);
 }
 
 }  // namespace cvrl

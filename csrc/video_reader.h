@@ -39,8 +39,8 @@ struct CropBox {
 
 class VideoReader {
  public:
-  // Opens `path` and indexes it. Throws std::invalid_argument (no video stream, unsupported codec,
-  // no decodable frame) or std::runtime_error (cannot open), naming the file and FFmpeg's reason.
+  // Opens `path` and indexes it. Throws DecodeError (errors.h: cannot open, no video stream, unsupported
+  // codec, no decodable frame), naming the file and FFmpeg's reason.
   explicit VideoReader(const std::string& path, int num_threads = 1);
   // Same, reading from an in-memory copy of a whole file (custom AVIOContext).
   static VideoReader from_bytes(std::string data, int num_threads = 1);
@@ -62,12 +62,18 @@ class VideoReader {
   // crop: only this window of each frame is colour-converted (default: whole frame); it must lie inside
   //   the frame (std::invalid_argument otherwise).
   // out_size {h, w}: resize during conversion (one swscale bilinear pass); default: crop (or frame) size.
-  // Throws std::out_of_range naming the index and the valid range [0, num_frames).
+  // Throws std::out_of_range naming the index and the valid range [0, num_frames), DecodeError naming the
+  // frames that could not be decoded (corrupt data).
   // Each needed frame is decoded at most once per call; frames that are not returned are never
   // colour-converted.
   void get_frames(const std::vector<int64_t>& indices, uint8_t* out,
                   std::optional<CropBox> crop = std::nullopt,
                   std::optional<std::pair<int, int>> out_size = std::nullopt);
+  // The {height, width} of each frame get_frames writes for these arguments, after the same checks
+  // (std::invalid_argument for a crop outside the frame or a non-positive size): a caller sizes `out`
+  // from this, never by repeating the rule.
+  std::pair<int, int> output_size(const std::optional<CropBox>& crop,
+                                  const std::optional<std::pair<int, int>>& out_size) const;
 
   // Decode statistics of the reader's lifetime (for tests and benchmarks).
   struct Stats {

@@ -3,7 +3,8 @@
 Public names are re-exported from private modules; `import cvrl_fast` never imports TensorFlow.
 The trainer lives in `cvrl_fast.trainer` (imports TensorFlow on first use).
 """
-from ._C import build_info
+from ._C import DecodeError, build_info
+from ._ffmpeg_log import set_ffmpeg_log_level
 from ._video import VideoReader, decode_jpeg_frames
 from ._augment import AugmentConfig
 from ._loader import PairLoader, sample_pair
@@ -11,5 +12,5 @@ from ._device_augment import COLOUR_FIELDS, device_augment  # imports TensorFlow
 
 __version__ = "0.1.0"
 
-__all__ = ["build_info", "VideoReader", "decode_jpeg_frames", "AugmentConfig", "PairLoader", "sample_pair",
-           "device_augment", "COLOUR_FIELDS"]
+__all__ = ["DecodeError", "set_ffmpeg_log_level", "build_info", "VideoReader", "decode_jpeg_frames", "AugmentConfig",
+           "PairLoader", "sample_pair", "device_augment", "COLOUR_FIELDS"]

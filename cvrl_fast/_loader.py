@@ -2,13 +2,20 @@
 
 All decoding and augmentation runs in C++ threads (no GIL); Python only receives finished batches,
 as NumPy arrays that view the loader's batch buffers (no copy).
+
+Bad sources: the engine skips a source only when it raises `DecodeError` (bad media), counts it, and
+replaces it by a deterministic draw; any other error in a worker stops the loader and reaches the caller
+of `next()`. Each skipped source is logged once, as a WARNING on the "cvrl_fast" logger, by the thread
+that consumes batches (the engine itself prints nothing).
 """
 from __future__ import annotations
 
 import atexit
 import csv
 import glob
+import logging
 import os
+import threading
 import weakref
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -22,6 +29,8 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".m
 TFRECORD_EXTENSIONS = (".tfrecord", ".tfrecords", ".tfrec")
 
 PathLike = Union[str, os.PathLike]
+
+logger = logging.getLogger("cvrl_fast")
 
 
 def _is_tfrecord(path: str) -> bool:
@@ -209,7 +218,9 @@ class PairLoader:
     parameters `device_augment` applies on the accelerator (same draws as host mode). Batch k holds sample slots k*B .. k*B+B-1 of the
     endless (or `epochs`-long) sequence of per-epoch shuffled sources; every pixel is a pure function
     of (seed, epoch, source id), whatever the thread count or batch size. A source that fails to decode
-    is skipped (logged once, counted in `.stats`) and replaced by a deterministic random draw.
+    (`DecodeError`) is skipped (counted in `.stats`, logged once as a warning on the "cvrl_fast" logger
+    unless log_skips=False) and replaced by a deterministic random draw; any other error in a worker
+    stops the loader and is raised by `next()`.
 
     `close()` (also `with`, and at interpreter exit) may be called from any thread, also while another
     thread waits in `next()`: a closed loader is exhausted, so that `next()` (before or during the
@@ -224,6 +235,9 @@ class PairLoader:
                  log_skips: bool = True, augment_on: str = "host"):
         self._native_loader = None
         self._final_stats = {}
+        self._log_skips = bool(log_skips)
+        self._skips_reported = 0
+        self._skips_lock = threading.Lock()
         self.config = _resolve(config)
         self._fp = _check_dtype(output_dtype)
         self.augment_on = augment_on
@@ -255,7 +269,7 @@ class PairLoader:
         self._native_loader = _C.PairLoader(
             refs, self._settings, int(batch_size), int(seed), int(num_threads), bool(shuffle),
             -1 if epochs is None else int(epochs), int(prefetch_batches), self._fp, start_batch,
-            bool(drop_remainder), int(max_retries), bool(log_skips))
+            bool(drop_remainder), int(max_retries))
         _LIVE_LOADERS.add(self)
 
     def __iter__(self) -> Iterator[dict]:
@@ -265,14 +279,26 @@ class PairLoader:
         loader = self._native_loader  # read once: close() on another thread may reset it meanwhile
         if loader is None:
             raise StopIteration
-        with annotate("next_batch"):
-            out = loader.next()
+        try:
+            with annotate("next_batch"):
+                out = loader.next()
+        finally:  # also before a fatal error propagates: the skips that led to it come first
+            self._report_skips(loader)
         if out is None:  # the end of the data, or closed (before or while this call waited)
             raise StopIteration
         view1, view2, index, _epoch, _batch, colour1, colour2 = out
         if colour1 is None:
             return {"view1": view1, "view2": view2, "index": index}
         return {"view1": view1, "view2": view2, "colour1": colour1, "colour2": colour2, "index": index}
+
+    def _report_skips(self, loader) -> None:
+        """Log each source skipped since the last report, once (polled after every batch and at close)."""
+        with self._skips_lock:
+            new = loader.skipped_since(self._skips_reported)
+            self._skips_reported += len(new)
+        if self._log_skips:
+            for source, reason in new:
+                logger.warning("skipping %s: %s", source, reason)
 
     def labels(self, index: Sequence[int]) -> List[Optional[List[int]]]:
         """Labels from a CSV/TXT source list for the given source ids (None where unknown)."""
@@ -304,6 +330,7 @@ class PairLoader:
         if loader is not None:
             loader.close()
             self._final_stats = loader.stats()
+            self._report_skips(loader)
 
     def __enter__(self):
         return self

@@ -24,8 +24,8 @@ class VideoReader:
     `ffmpeg -i X -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -` yields (without auto-rotation:
     `rotation` reports the display matrix and frames are returned as coded).
 
-    Raises FileNotFoundError for a missing path, ValueError for a file without a decodable video
-    stream, RuntimeError when FFmpeg cannot open or read the file; each message names the file.
+    Raises FileNotFoundError for a missing path, and `cvrl_fast.DecodeError` (a RuntimeError) for a file
+    that FFmpeg cannot open or that has no decodable video stream; each message names the file.
     """
 
     def __init__(self, source: str | os.PathLike | bytes | bytearray | memoryview, *, num_threads: int = 1):
@@ -129,8 +129,8 @@ class VideoReader:
         crop=(x, y, width, height) converts only that window of each frame (source pixels, rows
         [y, y + height), cols [x, x + width)); without `size` it equals the same window of the full frame
         exactly. size=(h, w) resizes the frame (or the window) during colour conversion, one bilinear
-        swscale pass. Indices outside [0, num_frames) raise IndexError; a frame that cannot be decoded
-        (corrupt data) raises RuntimeError.
+        swscale pass. Indices outside [0, num_frames) raise IndexError, a crop outside the frame or a
+        non-positive size ValueError; a frame that cannot be decoded (corrupt data) raises DecodeError.
         """
         idx = np.asarray(indices)
         if idx.ndim != 1:
@@ -157,7 +157,8 @@ def decode_jpeg_frames(frames: Sequence[bytes], *, size: Sequence[int] | None = 
     All frames must have the same size. size=(h, w) resizes (one bilinear swscale pass from the JPEG's
     YCbCr planes). dct_method names the inverse DCT as TensorFlow's `tf.io.decode_jpeg` does:
     "INTEGER_ACCURATE" (default; equals TF with that method) or "INTEGER_FAST" (equals TF's default
-    decode). A bad or truncated JPEG raises ValueError naming its index.
+    decode). A bad or truncated JPEG, or frames of different sizes, raise `cvrl_fast.DecodeError` naming
+    the frame index.
     """
     if dct_method not in ("INTEGER_ACCURATE", "INTEGER_FAST"):
         raise ValueError(f"dct_method must be 'INTEGER_ACCURATE' or 'INTEGER_FAST', got {dct_method!r}")

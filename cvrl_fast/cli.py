@@ -8,16 +8,19 @@ only when the user has not set it).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 
+from cvrl_fast import DecodeError
 from cvrl_fast.configs import ConfigKeyError
 
-# Exceptions that mean "the user asked for something that cannot work", with a message that says what.
+# Exceptions that mean "the user asked for something that cannot work", with a message that says what
+# (DecodeError: a file the user named does not decode; its message names the file).
 USER_ERRORS = (ValueError, ConfigKeyError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-               PermissionError)
+               PermissionError, DecodeError)
 
 
 def _prepare_tensorflow(verbose: bool, precision: str | None = None) -> None:
@@ -215,9 +218,41 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _cli_logging(verbose: bool):
+    """The CLI owns its process, so for the command's duration it sets up the two logs the library leaves
+    alone (and puts them back afterwards, for callers of main() inside a bigger process, e.g. the tests).
+
+    * The "cvrl_fast" logger (each skipped video, once) gets its own stderr handler: TensorFlow imports
+      absl, whose root handler writes absl-format lines that the stderr filter (_quiet) drops as TF noise.
+    * FFmpeg's process-wide level: "fatal" (the skip lines already name each bad file and FFmpeg's reason),
+      "error" with --verbose.
+    """
+    from cvrl_fast._ffmpeg_log import ffmpeg_log_level
+
+    log = logging.getLogger("cvrl_fast")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("cvrl_fast: %(message)s"))
+    saved = log.propagate, log.level
+    log.addHandler(handler)
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    try:
+        with ffmpeg_log_level("error" if verbose else "fatal"):
+            yield
+    finally:
+        log.removeHandler(handler)
+        log.propagate, log.level = saved
+
+
 def main(argv: list[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     args.rest = rest
+    with _cli_logging(args.verbose):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:

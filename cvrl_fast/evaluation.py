@@ -42,6 +42,7 @@ from . import _eval_views as views
 from ._C import fixed_rate_frame_map
 from ._loader import VIDEO_EXTENSIONS, _is_tfrecord, read_list_file
 from ._progress import Progress
+from ._C import DecodeError
 from ._video import VideoReader, decode_jpeg_frames
 
 
@@ -105,9 +106,10 @@ class MediaError(ValueError):
 
 @contextlib.contextmanager
 def _media(path: str, errors: tuple = (RuntimeError, ValueError, OSError)):
-    """Turn the decoder's exceptions for bad media into MediaError. The C++ decoder raises RuntimeError when
-    FFmpeg cannot open or decode a file, ValueError when there is no video stream (or a bad JPEG), OSError
-    when the file vanished; each message names the file. Only the calls that touch media run inside."""
+    """Turn the decoder's exceptions for bad media into MediaError. The C++ decoders raise
+    cvrl_fast.DecodeError (a RuntimeError) for a file or record they cannot open or decode, OSError when
+    the file vanished; the Python readers raise ValueError for bad records. Each message names the file.
+    Only the calls that touch media run inside."""
     try:
         yield
     except MediaError:
@@ -237,7 +239,7 @@ def _record_index(path: str) -> list[tuple[int, int]]:
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _RECORD_INDEX:
-        _RECORD_INDEX[key] = _C.index_tfrecord(path)  # ValueError naming the file for broken framing
+        _RECORD_INDEX[key] = _C.index_tfrecord(path)  # DecodeError naming the file for broken framing
     return _RECORD_INDEX[key]
 
 
@@ -460,11 +462,11 @@ class IndexedVideo:
     def clip(self, indices: np.ndarray, crop: Sequence[int] | None = None) -> np.ndarray:
         """uint8 [len(indices), H, W, 3]; each decoded frame is decoded and converted once.
 
-        MediaError when a frame cannot be decoded (corrupt or truncated data: the decoder's RuntimeError).
+        MediaError when a frame cannot be decoded (corrupt or truncated data: the decoder's DecodeError).
         """
         decoded = self.frame_map[np.asarray(indices, np.int64)]
         unique, inverse = np.unique(decoded, return_inverse=True)
-        with _media(self.path, (RuntimeError,)):
+        with _media(self.path, (DecodeError,)):
             frames = self.reader.get_frames(unique, crop=crop)
         return frames[inverse]
 
@@ -481,12 +483,12 @@ class IndexedRecord:
         self.num_frames = len(self.jpegs)
         if self.num_frames == 0:
             raise MediaError(item, "the record has no image/encoded frames")
-        with _media(item, (ValueError,)):
+        with _media(item, (DecodeError,)):
             self.height, self.width = decode_jpeg_frames(self.jpegs[:1]).shape[1:3]
 
     def clip(self, indices: np.ndarray, crop: Sequence[int] | None = None) -> np.ndarray:
         unique, inverse = np.unique(np.asarray(indices, np.int64), return_inverse=True)
-        with _media(self.path, (ValueError,)):  # decode_jpeg_frames: ValueError for a bad JPEG
+        with _media(self.path, (DecodeError,)):  # decode_jpeg_frames: DecodeError for a bad JPEG
             frames = decode_jpeg_frames([self.jpegs[i] for i in unique], dct_method="INTEGER_FAST")
         if crop is not None:
             x, y, w, h = crop

@@ -27,6 +27,7 @@ import sys
 from typing import Iterable, Optional, Sequence
 
 from . import _C
+from ._C import DecodeError
 from .evaluation import (MediaError, Skipped, _check_output_file, _check_video_file, _label_kind, _media,
                          _print_summary, _source_items, atomic_path)
 from ._loader import _is_tfrecord
@@ -65,7 +66,7 @@ def video_to_sequence_example(path: str, *, labels: Sequence[int] = (), label_na
     jpegs, shape = {}, None
     for start in range(0, len(unique), _CHUNK_FRAMES):
         chunk = unique[start:start + _CHUNK_FRAMES]
-        with _media(path, (RuntimeError,)):  # a frame that does not decode (truncated or corrupt data)
+        with _media(path, (DecodeError,)):  # a frame that does not decode (truncated or corrupt data)
             decoded = reader.get_frames(chunk, None, size)
         shape = decoded.shape[1:3]
         for f, frame in zip(chunk, decoded):

@@ -10,7 +10,8 @@
   `ffmpeg -noautorotate -i X -fps_mode passthrough -pix_fmt rgb24 -f rawvideo -` yields, as uint8
   [N, H, W, 3]; `size=(h, w)` adds a bilinear `scale` (the one-pass resize cvrl_fast claims to match).
 * `ffprobe_frame_times(path)`: best-effort timestamps (seconds) of every decoded frame, per ffprobe.
-* `asan_active()`: whether the tests run under AddressSanitizer (`make test-asan`).
+* `asan_active()` / `tsan_active()`: whether the tests run under AddressSanitizer (`make test-asan`) or
+  ThreadSanitizer (`make test-tsan`).
 """
 from __future__ import annotations
 
@@ -183,6 +184,17 @@ def asan_active() -> bool:
     quarantine keeps freed memory resident, so resident-memory leak checks mean nothing there."""
     with open("/proc/self/maps") as f:
         return "libasan" in f.read()
+
+
+def tsan_active() -> bool:
+    """Whether this process runs under ThreadSanitizer (`make test-tsan`): its shadow memory and
+    slow-down make resident-memory and timing checks meaningless."""
+    with open("/proc/self/maps") as f:
+        return "libtsan" in f.read()
+
+
+def sanitizer_active() -> bool:
+    return asan_active() or tsan_active()
 
 
 def gil_gap_check(call) -> tuple[float, float]:

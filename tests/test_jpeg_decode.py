@@ -85,20 +85,26 @@ def test_decode_jpeg_frames_empty_list():
 
 def test_decode_jpeg_frames_fails_bad_jpeg(jpeg_dir):
     good = make_jpegs(jpeg_dir, "yuvj420p", count=1)[0].read_bytes()
-    with pytest.raises(ValueError, match=r"frame 1 is not a valid JPEG"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"frame 1 is not a valid JPEG"):
         cvrl_fast.decode_jpeg_frames([good, b"definitely not a jpeg"])
-    with pytest.raises(ValueError, match=r"frame 2 is not a valid JPEG: empty buffer"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"frame 2 is not a valid JPEG: empty buffer"):
         cvrl_fast.decode_jpeg_frames([good, good, b""])
-    with pytest.raises(ValueError, match=r"frame 0 is not a valid JPEG: Premature end"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"frame 0 is not a valid JPEG: Premature end"):
         cvrl_fast.decode_jpeg_frames([good[: len(good) // 2]])
-    with pytest.raises(ValueError, match=r"frame 1 is not a valid JPEG: Premature end"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"frame 1 is not a valid JPEG: Premature end"):
         cvrl_fast.decode_jpeg_frames([good, good[: len(good) // 2]], size=(10, 10))
+    # A start-of-image marker and nothing else: libjpeg-turbo's header call "succeeds" with a 0x0 size
+    # (this returned an empty (1, 0, 0, 3) array).
+    for cut in (b"\xff\xd8", b"\xff\xd8xx", good[:20]):
+        with pytest.raises(cvrl_fast.DecodeError, match=r"frame 0 is not a valid JPEG"):
+            cvrl_fast.decode_jpeg_frames([cut])
+    assert issubclass(cvrl_fast.DecodeError, RuntimeError)
 
 
 def test_decode_jpeg_frames_fails_mixed_sizes(jpeg_dir):
     a = make_jpegs(jpeg_dir, "yuvj420p", count=1)[0].read_bytes()
     b = make_jpegs(jpeg_dir, "yuvj420p", count=1, size="64x48")[0].read_bytes()
-    with pytest.raises(ValueError, match=r"frame 1 is 64x48 but frame 0 is 97x61: all frames must have the same size"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"frame 1 is 64x48 but frame 0 is 97x61: all frames must have the same size"):
         cvrl_fast.decode_jpeg_frames([a, b])
 
 

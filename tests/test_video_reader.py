@@ -342,25 +342,25 @@ def test_open_fails_missing_file(tmp_path):
 def test_open_fails_not_a_video(tmp_path):
     path = tmp_path / "notes.mp4"
     path.write_bytes(b"this is not a video file at all\n" * 100)
-    with pytest.raises(RuntimeError, match=r"cannot open video '.*notes\.mp4': Invalid data"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"cannot open video '.*notes\.mp4': Invalid data"):
         cvrl_fast.VideoReader(path)
-    with pytest.raises(RuntimeError, match=r"cannot open video '<bytes>'"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"cannot open video '<bytes>'"):
         cvrl_fast.VideoReader(path.read_bytes())
 
 
 def test_open_fails_no_video_stream(video_files):
-    with pytest.raises(ValueError, match=r"no video stream in '.*audio\.m4a'"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"no video stream in '.*audio\.m4a'"):
         cvrl_fast.VideoReader(video_files["audio_only_m4a"])
 
 
 def test_open_fails_empty_and_directory(tmp_path):
-    with pytest.raises(ValueError, match=r"buffer is empty"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"buffer is empty"):
         cvrl_fast.VideoReader(b"")
     with pytest.raises(ValueError, match=r"is a directory"):
         cvrl_fast.VideoReader(tmp_path)
     empty = tmp_path / "empty.mp4"
     empty.write_bytes(b"")
-    with pytest.raises(RuntimeError, match=r"empty\.mp4"):
+    with pytest.raises(cvrl_fast.DecodeError, match=r"empty\.mp4"):
         cvrl_fast.VideoReader(empty)
     with pytest.raises(TypeError, match=r"path or bytes"):
         cvrl_fast.VideoReader(123)
@@ -460,6 +460,7 @@ import gc, sys, psutil, cvrl_fast
 path = sys.argv[1]
 data = open(path, "rb").read()
 mode = sys.argv[2]
+cycles = int(sys.argv[3])
 
 def rss():
     return psutil.Process().memory_info().rss / 2**20
@@ -482,31 +483,31 @@ for k in range(200):  # warm-up: allocator pools, codec tables
     cycle(k)
 gc.collect()
 before = rss()
-for k in range(2000):
+for k in range(cycles):
     cycle(k)
 gc.collect()
 print(rss() - before)
 """
 
 
-def _rss_growth_mb(path, mode: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _LEAK_CHILD, str(path), mode], capture_output=True, text=True,
-                         timeout=300)
+def _rss_growth_mb(path, mode: str, cycles: int) -> float:
+    out = subprocess.run([sys.executable, "-c", _LEAK_CHILD, str(path), mode, str(cycles)], capture_output=True,
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return float(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.skipif(asan_active(), reason="ASan keeps freed memory resident: RSS proves nothing")
 def test_open_decode_close_cycles_do_not_leak(video_files):
-    grown = _rss_growth_mb(video_files["tiny_16x16_mp4"], "decode")
-    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 2000 open/decode/close cycles"
+    grown = _rss_growth_mb(video_files["tiny_16x16_mp4"], "decode", 5000)
+    assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 5000 open/decode/close cycles"
 
 
 @pytest.mark.skipif(asan_active(), reason="ASan keeps freed memory resident: RSS proves nothing")
 def test_open_fails_do_not_leak(tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 500)
-    grown = _rss_growth_mb(bad, "fail")
+    grown = _rss_growth_mb(bad, "fail", 2000)
     assert grown < 4.0, f"resident memory grew {grown:.1f} MB over 2000 failed opens"
 
 

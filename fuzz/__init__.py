@@ -1,0 +1,1 @@
+"""Coverage-guided fuzzing of the engine's decoders (make fuzz; README "Guarantees")."""
