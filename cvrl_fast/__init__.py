@@ -4,6 +4,7 @@ Public names are re-exported from private modules; `import cvrl_fast` never impo
 The trainer lives in `cvrl_fast.trainer` (imports TensorFlow on first use).
 """
 from ._C import DecodeError, build_info
+DecodeError.__module__ = "cvrl_fast"  # tracebacks and pickle name it cvrl_fast.DecodeError, where it is exported
 from ._ffmpeg_log import set_ffmpeg_log_level
 from ._video import VideoReader, decode_jpeg_frames
 from ._augment import AugmentConfig

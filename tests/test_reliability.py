@@ -75,6 +75,10 @@ def test_tfrecord_bytes_writer_is_reference_format(records, jpegs):
 def test_decode_error_is_the_packages_runtime_error():
     assert cvrl_fast.DecodeError is _C.DecodeError and "DecodeError" in cvrl_fast.__all__
     assert issubclass(cvrl_fast.DecodeError, RuntimeError) and not issubclass(cvrl_fast.DecodeError, ValueError)
+    import pickle
+    err = pickle.loads(pickle.dumps(cvrl_fast.DecodeError("x.mp4: bad")))
+    assert type(err) is cvrl_fast.DecodeError and str(err) == "x.mp4: bad"
+    assert f"{cvrl_fast.DecodeError.__module__}.{cvrl_fast.DecodeError.__qualname__}" == "cvrl_fast.DecodeError"
 
 
 def test_every_decoder_raises_decode_error(video_files, jpegs, records, tmp_path):
