@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 out=build/scaling
 prefix=$out/ffmpeg
 mkdir -p "$out"
-sources=$(ls csrc/*.cc | grep -v bindings.cc)
+sources=$(ls csrc/*.cc | grep -v -e bindings.cc -e tf_ops.cc)  # the engine alone: no Python, no TensorFlow
 tj_version=$(pkg-config --modversion libturbojpeg)
 flags=(-std=c++17 -O3 -pthread -DCVRL_TURBOJPEG_VERSION="\"$tj_version\"" -Icsrc)
 
