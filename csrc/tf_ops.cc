@@ -313,10 +313,32 @@ class SlotPairKernel : public PairKernelBase {
       if (log_skips_ && record.logged.insert(src.name()).second) {
         std::fprintf(stderr, "cvrl_fast: skipping %s: %s\n", src.name().c_str(), e.what());
       }
+      // As PairLoader: once every source of the table has failed, say so (not "N replacements in a row").
+      // Checked only when the process has recorded at least n failed names, so a run with a few bad
+      // files never pays for it.
+      if (record.names.size() >= static_cast<size_t>(size())) all_failed_locked(record);
     }
     std::string exhausted_detail() const override { return " (last: " + last_ + ")"; }
 
    private:
+    void all_failed_locked(const SkipRecord& record) const {
+      std::set<std::string> mine;
+      for (int64_t i = 0; i < size(); ++i) {
+        cvrl::SourceRef ref;
+        ref.path = std::string(paths_(i));
+        ref.record_offset = offsets_(i);
+        ref.record_length = lengths_(i);
+        if (record.names.count(ref.name()) == 0) return;  // this one has not failed
+        mine.insert(ref.name());
+      }
+      for (const auto& [name, reason] : record.skipped) {
+        if (mine.count(name)) {
+          throw std::runtime_error("PairLoader: every one of the " + std::to_string(size()) +
+                                   " sources failed to decode; first error: " + name + ": " + reason);
+        }
+      }
+    }
+
     tensorflow::TTypes<tensorflow::tstring>::ConstFlat paths_;
     tensorflow::TTypes<int64_t>::ConstFlat offsets_, lengths_, ids_;
     bool log_skips_;

@@ -298,6 +298,12 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
                 ds = data.distribute(ds, cfg.data.service_address)
         return ds.prefetch(cfg.data.prefetch)
 
+    if host_iterated(cfg, plan, strategy):
+        local_replicas, first_replica = _local_replicas(strategy)
+        ctx = tf.distribute.InputContext(num_input_pipelines=strategy.num_replicas_in_sync // local_replicas,
+                                         input_pipeline_id=first_replica // local_replicas,
+                                         num_replicas_in_sync=strategy.num_replicas_in_sync)
+        return HostInput(strategy, dataset_fn(ctx), local_replicas, first_replica), [loader]
     dali_on_gpu = cfg.data.loader == "dali" and replica_device_type(strategy) == "GPU"
     if dali_on_gpu:  # one DALI pipeline per GPU, its batches already on that GPU (DALI's multi-GPU recipe)
         options = tf.distribute.InputOptions(experimental_place_dataset_on_device=True,
@@ -307,6 +313,66 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
         options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
     dist = strategy.distribute_datasets_from_function(dataset_fn, options)
     return dist, [loader]
+
+
+def host_iterated(cfg: Config, plan: DataPlan, strategy) -> bool:
+    """Whether this run reads its input through `HostInput` (so the checkpoint holds the iterator): the
+    local graph engine under any strategy but TPUStrategy's, whose input pipeline tf.distribute places on
+    the TPU hosts."""
+    return (plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address
+            and not isinstance(strategy, tf.distribute.TPUStrategy))
+
+
+def _local_replicas(strategy) -> tuple[int, int]:
+    """(replicas of this worker, global id of its first replica)."""
+    try:
+        local = len(strategy.extended.worker_devices)
+    except RuntimeError:  # the default strategy has no worker devices: one replica, here
+        return 1, 0
+    worker_index, _ = _task_info(strategy)
+    return local, worker_index * local
+
+
+class HostInput:
+    """The graph engine's input read by a plain tf.data iterator on this worker's host, not by
+    tf.distribute's distributed iterator, which TF cannot save for a multi-replica strategy. The host
+    iterator is trackable, so the training checkpoint holds its position. Each step takes the next
+    `local_replicas` per-replica batches and gives batch k to local replica k, the assignment of
+    tf.distribute's multi-device iterator (pipeline batch j to local replica j mod local_replicas), so
+    both paths train on the same batches."""
+
+    def __init__(self, strategy, dataset, local_replicas: int, first_replica: int):
+        self.strategy, self.local_replicas, self.first_replica = strategy, local_replicas, first_replica
+        self.dataset = dataset
+        try:
+            self.devices = tuple(strategy.extended.worker_devices)
+        except RuntimeError:
+            self.devices = (None,)
+
+    def __iter__(self):
+        with tf.device("/cpu:0"):
+            return HostIterator(self, iter(self.dataset))
+
+
+class HostIterator:
+    def __init__(self, source: HostInput, iterator):
+        self.source, self.iterator = source, iterator  # `iterator` goes into the checkpoint
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        src = self.source
+        batches = [next(self.iterator) for _ in range(src.local_replicas)]
+        if src.devices == (None,):
+            return batches[0]
+
+        def value_fn(ctx):
+            local = ctx.replica_id_in_sync_group - src.first_replica
+            with tf.device(src.devices[local]):  # the copy to the replica's device starts now
+                return tf.nest.map_structure(tf.identity, batches[local])
+
+        return src.strategy.experimental_distribute_values_from_function(value_fn)
 
 
 def graph_skipped_sources(cfg: Config) -> list[tuple[str, str]]:
@@ -320,7 +386,27 @@ def graph_skipped_sources(cfg: Config) -> list[tuple[str, str]]:
 
 
 AUGMENT_ON = ("auto", "host", "device")
-ENGINES = ("loader", "graph")  # cvrl_fast.data.ENGINES, without importing the C++ extension here
+ENGINES = ("auto", "graph", "loader")  # "auto" or one of cvrl_fast.data.ENGINES
+
+
+def resolve_engine(cfg: Config) -> tuple[str, str]:
+    """(data.engine -> "graph" | "loader", why): "auto" is the graph engine when the cpp backend reads the
+    files and the op library loads (it is built when TensorFlow is importable at build time), else the
+    loader engine. Both give the same batches; the graph engine is faster and checkpoints its iterator."""
+    if cfg.data.engine != "auto":
+        return cfg.data.engine, f"data.engine={cfg.data.engine}"
+    if cfg.data.loader != "cpp":
+        return "loader", f"data.engine=auto, data.loader={cfg.data.loader}"
+    from . import tf_ops
+
+    try:
+        tf_ops.library()
+    except (ImportError, tf.errors.OpError) as e:
+        if cfg.data.service_address:
+            raise ValueError(f"data.service_address={cfg.data.service_address!r} needs the graph engine, whose "
+                             f"op library is not usable here ({str(e).splitlines()[0]})") from None
+        return "loader", f"data.engine=auto; the op library is not usable: {str(e).splitlines()[0]}"
+    return "graph", "data.engine=auto"
 
 
 LOADERS = ("cpp", "dali")
@@ -693,10 +779,10 @@ def validate_config(cfg: Config) -> None:
         raise ValueError(f"data.loader={cfg.data.loader!r}: must be one of {LOADERS}")
     if cfg.data.engine not in ENGINES:
         raise ValueError(f"data.engine={cfg.data.engine!r}: must be one of {ENGINES}")
-    if cfg.data.loader == "dali" and (cfg.data.engine != "loader" or cfg.data.service_address):
+    if cfg.data.loader == "dali" and (cfg.data.engine == "graph" or cfg.data.service_address):
         raise ValueError("data.loader=dali runs its own pipeline: data.engine=graph and data.service_address "
                          "apply to data.loader=cpp only")
-    if cfg.data.service_address and cfg.data.engine != "graph":
+    if cfg.data.service_address and cfg.data.engine == "loader":
         raise ValueError(f"data.service_address={cfg.data.service_address!r} needs data.engine=graph: the loader "
                          "engine runs Python inside its tf.data graph (from_generator), which tf.data service "
                          "workers cannot run")
@@ -726,7 +812,7 @@ def train(cfg: Config, workdir: str, *, _test_nonfinite: tuple[str, int] | None 
 
 
 def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir,
-                  augment_on="host") -> list[str]:
+                  augment_on="host", engine_why="") -> list[str]:
     """The start banner: what this run reads, how long it runs and where it writes."""
     if plan.kind == "synthetic":
         data_line = f"synthetic videos ({plan.videos_per_epoch} per epoch; set data.sources to train on files)"
@@ -737,6 +823,9 @@ def _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, j
             data_line += f" (epoch length {plan.videos_per_epoch}: data.num_train_videos)"
         if cfg.data.loader == "dali":
             data_line += f"; decoded by DALI on the {'GPU' if device_type == 'GPU' else 'CPU'}"
+        else:
+            where = f" on the input workers at {cfg.data.service_address}" if cfg.data.service_address else ""
+            data_line += f"; {cfg.data.engine} engine{where} ({engine_why})"
         data_line += (f"; colour augmentation on the {device_type} replicas (data.augment_on={cfg.data.augment_on})"
                       if augment_on == "device" else "")
     lr0 = scaled_learning_rate(cfg.train.base_learning_rate, cfg.train.global_batch_size, cfg.train.base_batch_size,
@@ -762,6 +851,10 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     # else initialises the TF runtime.
     strategy = make_strategy(cfg.runtime.strategy, cfg.runtime.tpu)
     device_type = replica_device_type(strategy)
+    engine, engine_why = resolve_engine(cfg)
+    if engine != cfg.data.engine:
+        cfg = cfg.copy()
+        cfg.data.engine = engine  # so config.json records the engine that ran
     check_precision(cfg.runtime.precision, device_type)
     if cfg.runtime.deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -800,13 +893,12 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     start_step = int(global_step.numpy())
 
     # ---- input ----
-    # The local graph pipeline's iterator is part of the checkpoint (data.engine=graph): a resume restores
-    # its position, and the pipeline is built from batch 0. A checkpoint without one resumes at the step,
-    # as the loader does (exact too: batch b is a pure function of b): the run began with the loader
-    # engine, or its strategy's distributed iterator cannot be saved (TF's DistributedIterator of a
-    # multi-replica strategy is not trackable), or the input is on tf.data service (whose iterator
-    # lives on the dispatcher and workers).
-    checkpoint_iterator = plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address
+    # The local graph pipeline's iterator is part of the checkpoint (HostInput): a resume restores its
+    # position, and the pipeline is built from batch 0. A checkpoint without one resumes at the step, as
+    # the loader does (exact too: batch b is a pure function of b): the run began with the loader engine,
+    # or on a TPU (tf.distribute's input pipeline there cannot be saved), or the input is on tf.data
+    # service (whose iterator lives on the dispatcher and workers).
+    checkpoint_iterator = host_iterated(cfg, plan, strategy)
     restore_iterator = checkpoint_iterator and manager.latest_checkpoint is not None and any(
         name.startswith(INPUT_ITERATOR + "/") for name, _ in tf.train.list_variables(manager.latest_checkpoint))
     dist_dataset, loaders = make_input(cfg, strategy, start_step, loader_state, plan, augment_on=augment_on,
@@ -824,7 +916,7 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
                         tty=None if cfg.log.progress_bar else False,
                         stream=sys.stdout if is_chief else io.StringIO())
     for line in _describe_run(cfg, plan, strategy, device_type, total_steps, warmup_steps, jit, start_step, workdir,
-                              augment_on):
+                              augment_on, engine_why):
         progress.write(line)
 
     last_saved = {"step": start_step if manager.latest_checkpoint else None, "path": manager.latest_checkpoint,
@@ -875,13 +967,10 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
     stop_at = total_steps if not cfg.train.stop_after_steps else min(total_steps, start_step + cfg.train.stop_after_steps)
     clips_per_step = 2 * cfg.train.global_batch_size
     iterator = iter(dist_dataset)
-    if checkpoint_iterator and isinstance(iterator, tf.__internal__.tracking.Trackable):
-        _attach_input_iterator(ckpt, iterator)
+    if checkpoint_iterator:
+        _attach_input_iterator(ckpt, iterator.iterator)
         if restore_iterator:
             restore_status.assert_existing_objects_matched()  # the iterator was restored, too
-    elif restore_iterator:
-        raise ValueError(f"{manager.latest_checkpoint}: holds the input pipeline's iterator, which this run's "
-                         f"{type(strategy).__name__} iterator cannot restore")
     agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
     step, metrics, interrupted = start_step, {}, None
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0

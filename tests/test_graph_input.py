@@ -228,11 +228,23 @@ def test_graph_engine_records_skips(media, capfd):
 
 
 def test_graph_engine_all_bad_fails(media):
-    ds = data.pretrain_dataset(media["broken"], batch_size=2, seed=0, config=SMALL, engine="graph", log_skips=False,
-                               max_retries=5)
+    """Every source failed: the op stops with the loader's message (not "N replacements in a row")."""
+    ds = data.pretrain_dataset(media["broken"], batch_size=2, seed=0, config=SMALL, engine="graph", log_skips=False)
     with pytest.raises(tf.errors.DataLossError,
-                       match=r"cvrl_fast input: PairLoader: 5 replacement sources in a row failed to decode \(last: "):
+                       match=r"cvrl_fast input: PairLoader: every one of the 2 sources failed to decode; first error: "
+                             r".*(garbage|truncated)"):
         next(iter(ds))
+
+
+def test_graph_engine_retries_exhausted_fails(media):
+    """Some sources still good: max_retries failed replacements in a row stop the data, naming the last."""
+    sources = media["good"][:1] + media["broken"]
+    ds = data.pretrain_dataset(sources, batch_size=1, seed=0, config=SMALL, engine="graph", log_skips=False,
+                               max_retries=0, epochs=1)
+    with pytest.raises(tf.errors.DataLossError,
+                       match=r"cvrl_fast input: PairLoader: 0 replacement sources in a row failed to decode \(last: "):
+        for _ in ds:
+            pass
 
 
 def test_graph_engine_bad_arguments_fail(media):

@@ -634,12 +634,46 @@ def test_multi_worker_two_processes(reference_run, tmp_path):
             np.testing.assert_array_equal(chief.get_tensor(key), other.get_tensor(key), err_msg=key)
 
 
+def _multi_worker_run(workdir, extra):
+    """Two MultiWorkerMirroredStrategy workers on 127.0.0.1 training in `workdir`; their stderr tails."""
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = [_start_cli(workdir, ["runtime.strategy=multi_worker"] + list(extra),
+                        env={"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})})
+             for i in range(2)]
+    outs = [p.communicate(timeout=400) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [out for out, _ in outs]
+
+
+@pytest.mark.slow  # three two-process runs: ~4 min on 2 cores
+def test_multi_worker_graph_engine_checkpoints_its_iterator(tmp_path):
+    """Two workers, files, the graph engine read through HostInput: each worker's checkpoint holds its own
+    iterator, a run stopped after step 1 and resumed ends with the weights of the loader engine's
+    uninterrupted run (tf.distribute's distributed iterator), on both workers."""
+    files = ["data.sources=" + ",".join(_clips()), "train.total_steps=3", "checkpoint.every_steps=1"]
+    _multi_worker_run(str(tmp_path / "loader"), files + ["data.engine=loader"])
+    graph = str(tmp_path / "graph")
+    outs = _multi_worker_run(graph, files + ["train.stop_after_steps=1"])
+    assert "; graph engine (data.engine=auto)" in outs[0]
+    _multi_worker_run(graph, files)
+    for ckpts in ("checkpoints", "checkpoints_worker1"):
+        ours = tf.train.load_checkpoint(os.path.join(graph, ckpts, "ckpt-3"))
+        theirs = tf.train.load_checkpoint(os.path.join(tmp_path, "loader", ckpts, "ckpt-3"))
+        assert "input_iterator/.ATTRIBUTES/ITERATOR_STATE" in ours.get_variable_to_shape_map()
+        model_keys = [k for k in theirs.get_variable_to_shape_map() if k.startswith("model/")]
+        assert len(model_keys) > 50
+        for key in model_keys:
+            np.testing.assert_array_equal(ours.get_tensor(key), theirs.get_tensor(key), err_msg=key)
+
+
 @pytest.mark.slow  # three short runs through the C++ loader: ~1 min on 2 cores
 def test_train_with_pair_loader_resumes_exactly(tmp_path):
     """data.source != synthetic: the trainer reads cvrl_fast.data.pretrain_dataset and resumes it at the
     checkpointed step (start_batch), so the resumed run equals the uninterrupted one."""
     clips = _clips()
-    overrides = RUN_OVERRIDES + ["data.sources=" + ",".join(clips), "train.total_steps=3"]
+    overrides = RUN_OVERRIDES + ["data.sources=" + ",".join(clips), "train.total_steps=3", "data.engine=loader"]
     full = trainer.train(load_config("tiny_cpu", overrides), str(tmp_path / "full"))
     assert full.step == 3 and np.isfinite(full.metrics["loss"])
     part = trainer.train(load_config("tiny_cpu", overrides + ["train.stop_after_steps=1"]), str(tmp_path / "part"))
@@ -664,7 +698,8 @@ def graph_sources(tmp_path_factory):
 @pytest.fixture(scope="module")
 def loader_engine_run(tmp_path_factory, graph_sources):
     workdir = str(tmp_path_factory.mktemp("loader_engine"))
-    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(graph_sources), "train.total_steps=3"])
+    cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(graph_sources), "train.total_steps=3",
+                                                   "data.engine=loader"])
     return workdir, trainer.train(cfg, workdir)
 
 
@@ -703,11 +738,8 @@ def test_train_with_graph_engine_resumes_exactly_fails(loader_engine_run, graph_
         assert_same_weights(workdir, loader_engine_run[0])
 
 
-@pytest.mark.parametrize("engine,message", [
-    ("loader", "every one of the 2 sources failed to decode; first error: "),
-    ("graph", r"32 replacement sources in a row failed to decode \(last: .*broken"),
-])
-def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine, message):
+@pytest.mark.parametrize("engine", ["loader", "graph"])
+def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine):
     """Both engines' own failure reaches the loop as one InputError naming the step (the graph op's
     DataLossError is unwrapped like the loader's RuntimeError)."""
     broken = [tmp_path / "broken1.mp4", tmp_path / "broken2.mp4"]
@@ -715,16 +747,43 @@ def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engi
         p.write_bytes(b"not a video" * 100)
     cfg = load_config("tiny_cpu", RUN_OVERRIDES + ["data.sources=" + ",".join(map(str, broken)),
                                                    "train.global_batch_size=2", f"data.engine={engine}"])
+    message = "every one of the 2 sources failed to decode; first error: .*broken"
     with pytest.raises(trainer.InputError, match="training stopped at step 1: data.sources: " + message) as e:
         trainer.train(cfg, str(tmp_path / "run"))
     assert "[[" not in str(e.value) and "\n" not in str(e.value)  # TF's node annotations are not in it
 
 
 def test_engine_and_service_config_fails(graph_sources, tmp_path):
-    with pytest.raises(ValueError, match=r"data.engine='tf': must be one of \('loader', 'graph'\)"):
+    with pytest.raises(ValueError, match=r"data.engine='tf': must be one of \('auto', 'graph', 'loader'\)"):
         trainer.validate_config(load_config("tiny_cpu", ["data.engine=tf"]))
     with pytest.raises(ValueError, match="data.service_address='h:1' needs data.engine=graph"):
-        trainer.validate_config(load_config("tiny_cpu", ["data.service_address=h:1"]))
+        trainer.validate_config(load_config("tiny_cpu", ["data.service_address=h:1", "data.engine=loader"]))
+    trainer.validate_config(load_config("tiny_cpu", ["data.service_address=h:1"]))  # auto: the graph engine
+
+
+def test_engine_auto_is_graph_when_the_op_library_loads():
+    """The trainer's default input engine is the graph engine (where the op library is built, as here)."""
+    cfg = load_config("tiny_cpu")
+    assert cfg.data.engine == "auto"
+    assert trainer.resolve_engine(cfg) == ("graph", "data.engine=auto")
+    assert trainer.resolve_engine(load_config("tiny_cpu", ["data.engine=loader"]))[0] == "loader"
+    assert trainer.resolve_engine(load_config("tiny_cpu", ["data.loader=dali"]))[0] == "loader"
+
+
+def test_engine_auto_is_graph_when_the_op_library_loads_fails(monkeypatch):
+    """Without a usable op library, auto falls back to the loader engine and says why; an explicit
+    data.service_address then cannot run and says so."""
+    from cvrl_fast import tf_ops
+
+    def missing():
+        raise ImportError("cvrl_fast's TensorFlow op library (_tf_ops.so) is not installed")
+
+    monkeypatch.setattr(tf_ops, "library", missing)
+    engine, why = trainer.resolve_engine(load_config("tiny_cpu"))
+    assert engine == "loader" and "_tf_ops.so) is not installed" in why
+    with pytest.raises(ValueError, match="data.service_address='h:1' needs the graph engine, whose op library is "
+                                         "not usable here"):
+        trainer.resolve_engine(load_config("tiny_cpu", ["data.service_address=h:1"]))
 
 
 @pytest.mark.slow  # two TF processes: ~2 min on 2 cores
