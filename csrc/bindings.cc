@@ -551,4 +551,27 @@ PYBIND11_MODULE(_C, m) {
             },
             py::arg("start"), "stats()['skipped'][start:]: the skips after the first `start` ones.");
   }
+
+  // ---- section: sanitizer test hooks (ASan builds only: make test-asan, make fuzz) ----
+  // _test_leak_bytes(n) loses n heap bytes on purpose, the way a missing delete in the engine would, so
+  // tests/test_reliability.py can show that make test-asan's leak check reports a leak in this extension
+  // (and is clean without the call). Not compiled into normal builds.
+#if defined(__SANITIZE_ADDRESS__)
+#define CVRL_ASAN_BUILD 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CVRL_ASAN_BUILD 1
+#endif
+#endif
+#ifdef CVRL_ASAN_BUILD
+  m.def(
+      "_test_leak_bytes",
+      [](size_t n) {
+        static char* volatile last = nullptr;  // volatile: the allocation cannot be optimised away
+        last = new char[n];
+        std::memset(last, 0x5a, n);
+        last = nullptr;  // the only pointer to it is gone: a leak
+      },
+      py::arg("n"), "Test hook (ASan builds): leaks n bytes allocated with new[].");
+#endif
 }

@@ -436,3 +436,92 @@ def test_loader_start_stop_cycles_are_flat_fails(video_files):
     out = _run_child(code, str(video_files["h264_bframes_mp4"]), 40)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip().splitlines()[-1]) > 0.3
+
+
+# ---------------------------------------------------------------- leak detection (make test-asan)
+
+# Under make test-asan each Python process runs LeakSanitizer at exit, before the interpreter's finalization
+# (tests/lsan_at_exit.py; Makefile ASAN_LEAK_ENV). The child inherits those settings from this process. It
+# uses the engine (decoder, JPEG, TFRecord index, a loader on two threads) and, in the "tensorflow" case,
+# TensorFlow first (a TFRecordDataset: TensorFlow's own leaks, tests/lsan.supp) and then the engine from a
+# tf.data generator, on a TensorFlow thread. "leak" adds the test hook that loses LEAK bytes in the binding.
+LEAK = 3000
+
+_LEAK_CHECK_CHILD = r"""
+import sys
+
+import cvrl_fast
+from cvrl_fast import AugmentConfig, _C
+
+video, jpeg, records, case, leak = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] == "leak"
+
+
+def engine_work():
+    reader = cvrl_fast.VideoReader(video)
+    assert reader.get_frames([0, 3, 3, 7]).shape[0] == 4
+    del reader
+    with open(jpeg, "rb") as f:
+        assert cvrl_fast.decode_jpeg_frames([f.read()] * 2).shape[0] == 2
+    assert len(_C.index_tfrecord(records)) == 4
+    with cvrl_fast.PairLoader([video, video], batch_size=2, seed=0, num_threads=2, epochs=1,
+                              config=AugmentConfig(num_frames=4, crop_size=24)) as ld:
+        next(ld)
+    if leak:
+        _C._test_leak_bytes(int(sys.argv[6]))
+
+
+if case == "tensorflow":
+    import tensorflow as tf
+
+    assert len(list(tf.data.TFRecordDataset(records))) == 4
+
+    def gen():
+        engine_work()
+        yield 0
+
+    assert len(list(tf.data.Dataset.from_generator(gen, output_signature=tf.TensorSpec([], tf.int32)))) == 1
+else:
+    engine_work()
+print("child done")
+"""
+
+
+def _leak_check_child(video_files, jpegs, records, tmp_path, case, leak):
+    """Runs the child with make test-asan's leak-check settings, after checking that they are on (a
+    Makefile that turned them off fails here instead of passing without a check)."""
+    env = os.environ
+    assert "detect_leaks=1" in env.get("ASAN_OPTIONS", "") and "leak_check_at_exit=0" in env["ASAN_OPTIONS"], \
+        f"make test-asan runs with ASAN_OPTIONS=detect_leaks=1:leak_check_at_exit=0, got {env.get('ASAN_OPTIONS')!r}"
+    assert env.get("PYTHONMALLOC") == "malloc", "make test-asan runs with PYTHONMALLOC=malloc"
+    assert f"suppressions={ROOT / 'tests' / 'lsan.supp'}" in env.get("LSAN_OPTIONS", ""), env.get("LSAN_OPTIONS")
+    if case == "tensorflow":
+        pytest.importorskip("tensorflow")
+    jpeg = tmp_path / "frame.jpg"
+    jpeg.write_bytes(jpegs[0][0])
+    return _run_child(_LEAK_CHECK_CHILD, video_files["h264_bframes_mp4"], jpeg, records, case,
+                      "leak" if leak else "clean", LEAK)
+
+
+@pytest.mark.skipif(not asan_active(), reason="leak detection runs under the ASan build: make test-asan")
+@pytest.mark.parametrize("case", ["engine", "tensorflow"])
+def test_asan_leak_check_is_clean(video_files, jpegs, records, tmp_path, case):
+    """A process that uses the engine (and TensorFlow, whose own leaks tests/lsan.supp suppresses) passes
+    the leak check: exit status 0 and no LeakSanitizer report."""
+    out = _leak_check_child(video_files, jpegs, records, tmp_path, case, leak=False)
+    assert out.returncode == 0 and "child done" in out.stdout, out.stderr[-4000:]
+    assert "LeakSanitizer" not in out.stderr, out.stderr[-4000:]
+
+
+@pytest.mark.skipif(not asan_active(), reason="leak detection runs under the ASan build: make test-asan")
+@pytest.mark.parametrize("case", ["engine", "tensorflow"])
+def test_asan_leak_check_is_clean_fails(video_files, jpegs, records, tmp_path, case):
+    """The same process losing LEAK bytes in the extension (_C._test_leak_bytes, on a tf.data thread in the
+    "tensorflow" case) fails: LeakSanitizer reports exactly that allocation, from bindings.cc, and the
+    process exits with status 23 after its program has finished."""
+    out = _leak_check_child(video_files, jpegs, records, tmp_path, case, leak=True)
+    assert out.returncode == 23 and "child done" in out.stdout, (out.returncode, out.stderr[-4000:])
+    assert "ERROR: LeakSanitizer: detected memory leaks" in out.stderr, out.stderr[-4000:]
+    assert f"Direct leak of {LEAK} byte(s) in 1 object(s)" in out.stderr and "csrc/bindings.cc" in out.stderr, \
+        out.stderr[-4000:]
+    assert f"SUMMARY: AddressSanitizer: {LEAK} byte(s) leaked in 1 allocation(s)." in out.stderr, out.stderr[-4000:]
+    assert "lsan_at_exit: LeakSanitizer found leaks" in out.stderr, out.stderr[-4000:]
