@@ -525,3 +525,16 @@ def test_asan_leak_check_is_clean_fails(video_files, jpegs, records, tmp_path, c
         out.stderr[-4000:]
     assert f"SUMMARY: AddressSanitizer: {LEAK} byte(s) leaked in 1 allocation(s)." in out.stderr, out.stderr[-4000:]
     assert "lsan_at_exit: LeakSanitizer found leaks" in out.stderr, out.stderr[-4000:]
+
+
+def test_ci_runs_the_sanitizers_and_the_fuzzer_after_the_main_path():
+    """.ci/run: make test, test-dali and demo first (the main path fails first), then test-asan, test-tsan
+    and a short fuzz run, each a Makefile target (README "Guarantees", "What CI runs")."""
+    steps = [line.split()[:2] for line in (ROOT / ".ci" / "run").read_text().splitlines()
+             if line.startswith("make ")]
+    assert [s[1] for s in steps] == ["test", "test-dali", "demo", "test-asan", "test-tsan", "fuzz"], steps
+    fuzz = next(line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("make fuzz"))
+    assert fuzz.split()[2:] == ["SECONDS=120"], fuzz
+    makefile = (ROOT / "Makefile").read_text()
+    for target in ("test-asan", "test-tsan", "fuzz"):
+        assert f"\n{target}: " in makefile, f"Makefile has no {target} target"
