@@ -110,8 +110,9 @@ def _cmd_inflate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve(server, line: str) -> int:
-    """Print where the server listens, then keep it up until Ctrl-C or SIGTERM (exit 0)."""
+def _serve(server, line: str, every_second=None) -> int:
+    """Print where the server listens, then keep it up until Ctrl-C or SIGTERM (exit 0), calling
+    `every_second()` (if given) once a second."""
     import signal
     import time
 
@@ -123,6 +124,8 @@ def _serve(server, line: str) -> int:
     try:
         while True:  # not server.join(): Python must get control back to run the signal handlers
             time.sleep(1.0)
+            if every_second is not None:
+                every_second()
     except KeyboardInterrupt:
         server.stop()
     return 0
@@ -145,8 +148,13 @@ def _cmd_input_worker(args: argparse.Namespace) -> int:
 
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port {args.port} must be in [0, 65535]")
+    from cvrl_fast import tf_ops
+
     server = data.start_worker(args.dispatcher, port=args.port, host=args.host)
-    return _serve(server, f"input-worker: serving the dispatcher {data.service_target(args.dispatcher)}")
+    # The sources this worker's op skipped, on its stderr through the cvrl_fast logger (the trainer's
+    # process never sees them).
+    return _serve(server, f"input-worker: serving the dispatcher {data.service_target(args.dispatcher)}",
+                  every_second=tf_ops.log_new_skips)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,7 +53,9 @@ def pretrain_dataset(sources, *, batch_size: int, seed: int, input_context=None,
     stats: a dict the pipeline keeps up to date with its loader's `PairLoader.stats` (samples, batches,
       skipped [(source, reason)], ...) after every batch, for a caller's report (the trainer's end line).
       Loader engine only: the graph engine has no Python in its pipeline; its skipped sources are in
-      `cvrl_fast.tf_ops.skipped_sources()` (per process) and logged on stderr once each.
+      `cvrl_fast.tf_ops.skipped_sources()` (per process); with log_skips the op prints each once on
+      stderr, and `cvrl_fast.tf_ops.log_new_skips()` logs them through Python logging (the trainer
+      passes log_skips=False and calls it after every step).
     engine: "loader" (PairLoader behind from_generator) or "graph" (see the module docstring). The graph
       engine's parallelism is tf.data's AUTOTUNE; num_threads, if given, caps it with a private thread
       pool of that many threads. Both skip a source that fails and replace it by the same deterministic

@@ -11,7 +11,9 @@ runs such a graph must have loaded the library first (`library()`; `cvrl-fast in
 """
 from __future__ import annotations
 
+import logging
 import os
+import threading
 from typing import Optional
 
 import numpy as np
@@ -102,6 +104,25 @@ def skipped_sources() -> tuple[list[tuple[str, str]], int]:
     names, reasons, attempts = library().cvrl_skipped_sources()
     return ([(n.decode(), r.decode()) for n, r in zip(names.numpy().tolist(), reasons.numpy().tolist())],
             int(attempts.numpy()))
+
+
+_logger = logging.getLogger("cvrl_fast")
+_logged_lock = threading.Lock()
+_logged: set = set()
+
+
+def log_new_skips() -> int:
+    """Logs each source the graph engine skipped in this process that no earlier call logged, through
+    Python logging as PairLoader does (logger "cvrl_fast", WARNING, "skipping SOURCE: REASON"); returns
+    how many. The op runs inside TensorFlow with no Python to log through, so whoever runs the graph
+    calls this: the trainer after every step, `cvrl-fast input-worker` every second. (A pipeline built
+    with log_skips=True also prints each skip from the op on stderr.)"""
+    with _logged_lock:
+        new = [(name, why) for name, why in skipped_sources()[0] if name not in _logged]
+        for name, why in new:
+            _logged.add(name)
+            _logger.warning("skipping %s: %s", name, why)
+    return len(new)
 
 
 def _int64_bits(value):

@@ -293,7 +293,7 @@ def make_input(cfg: Config, strategy, start_step: int, loader_state: dict | None
             ds = data.pretrain_dataset(list(cfg.data.sources), batch_size=global_batch, seed=cfg.data.seed,
                                        input_context=ctx, config=augment, start_batch=start_batch_step * local_replicas,
                                        stats=None if graph else loader.pipeline_stats[-1], augment_on=augment_on,
-                                       engine=cfg.data.engine)
+                                       engine=cfg.data.engine, log_skips=not graph)  # graph: tf_ops.log_new_skips
             if cfg.data.service_address:
                 ds = data.distribute(ds, cfg.data.service_address)
         return ds.prefetch(cfg.data.prefetch)
@@ -972,6 +972,9 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
         if restore_iterator:
             restore_status.assert_existing_objects_matched()  # the iterator was restored, too
     agree = make_stop_agreement(strategy) if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) else None
+    log_graph_skips = None
+    if plan.kind == "files" and cfg.data.engine == "graph" and not cfg.data.service_address:
+        from .tf_ops import log_new_skips as log_graph_skips
     step, metrics, interrupted = start_step, {}, None
     window_start, window_steps, window_wait = time.perf_counter(), 0, 0.0
     try:
@@ -981,11 +984,15 @@ def _train(cfg: Config, workdir: str, plan: DataPlan, _test_nonfinite, _test_kil
                 try:
                     batch = next(iterator)
                 except tf.errors.OpError as e:
+                    if log_graph_skips:
+                        log_graph_skips()
                     reason = _loader_failure(e)
                     if reason is None:
                         raise
                     raise InputError(f"training stopped at step {step + 1}: data.sources: {reason}") from None
                 window_wait += time.perf_counter() - t0
+                if log_graph_skips:
+                    log_graph_skips()  # the graph op's skips, through Python logging as the loader's
                 with tf.profiler.experimental.Trace("train_step", step_num=step, _r=1):  # NVTX range on GPU
                     out = train_step(batch)
                 step += 1

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -227,6 +228,29 @@ def test_graph_engine_records_skips(media, capfd):
     assert all(err.count(f"cvrl_fast: skipping {name}:") == 1 for name in media["broken"]), err
 
 
+def test_log_new_skips_logs_each_source_once(media, tmp_path, capfd, caplog):
+    """log_skips=False: the op prints nothing; tf_ops.log_new_skips() logs each newly skipped source once
+    through the cvrl_fast logger, with PairLoader's message, and nothing on a second call."""
+    import logging
+
+    broken = []
+    for name in ("logged_once_1.mp4", "logged_once_2.mp4"):
+        (tmp_path / name).write_bytes(b"not a video" * 100)
+        broken.append(str(tmp_path / name))
+    tf_ops.log_new_skips()  # what earlier tests skipped
+    capfd.readouterr()
+    caplog.clear()
+    ds = data.pretrain_dataset(media["good"][:2] + broken, batch_size=2, seed=0, config=SMALL, epochs=2,
+                               engine="graph", log_skips=False)
+    assert len(list(ds)) == 4
+    assert "skipping" not in capfd.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="cvrl_fast"):
+        assert tf_ops.log_new_skips() == 2
+        assert tf_ops.log_new_skips() == 0
+    messages = sorted(r.getMessage() for r in caplog.records if r.name == "cvrl_fast")
+    assert [m.split(": cannot open video")[0] for m in messages] == [f"skipping {b}" for b in broken], messages
+
+
 def test_graph_engine_all_bad_fails(media):
     """Every source failed: the op stops with the loader's message (not "N replacements in a row")."""
     ds = data.pretrain_dataset(media["broken"], batch_size=2, seed=0, config=SMALL, engine="graph", log_skips=False)
@@ -328,17 +352,23 @@ def _free_port():
         return s.getsockname()[1]
 
 
+WORKER_LOGS = []  # the stderr files of the service fixture's two input workers
+
+
 @pytest.fixture(scope="module")
-def service():
+def service(tmp_path_factory):
     """`cvrl-fast input-dispatcher` and two `cvrl-fast input-worker` processes on 127.0.0.1."""
     port = _free_port()
     cli = [sys.executable, "-m", "cvrl_fast.cli"]
+    logs = tmp_path_factory.mktemp("worker_logs")
+    WORKER_LOGS[:] = [logs / f"worker{i}.err" for i in range(2)]
     procs = [subprocess.Popen(cli + ["input-dispatcher", "--port", str(port)], stdout=subprocess.PIPE, text=True)]
     try:
         assert procs[0].stdout.readline().startswith(f"input-dispatcher: serving grpc://localhost:{port}")
-        for _ in range(2):
+        for log in WORKER_LOGS:
             procs.append(subprocess.Popen(cli + ["input-worker", "--dispatcher", f"127.0.0.1:{port}", "--host",
-                                                 "127.0.0.1"], stdout=subprocess.PIPE, text=True))
+                                                 "127.0.0.1"], stdout=subprocess.PIPE, stderr=open(log, "w"),
+                                          text=True))
         for p in procs[1:]:
             assert p.stdout.readline().startswith("input-worker: serving the dispatcher")
         yield f"127.0.0.1:{port}"
@@ -363,6 +393,27 @@ def test_graph_pipeline_runs_on_tf_data_service(media, service):
     ds = data.distribute(data.pretrain_dataset(sources, engine="graph", include_index=True, **kw), service)
     got = list(ds.as_numpy_iterator())
     assert sorted(map(_fingerprint, got)) == sorted(map(_fingerprint, want)) and len(got) == 7
+
+
+def test_input_workers_log_skips_through_python_logging(media, service, tmp_path):
+    """A pipeline built with log_skips=False (as the trainer builds it): the op prints nothing, and each
+    worker logs the sources it skipped once, through its cvrl_fast logger (tf_ops.log_new_skips, polled
+    by `cvrl-fast input-worker`)."""
+    broken = []
+    for name in ("skipped_on_a_worker_1.mp4", "skipped_on_a_worker_2.mp4"):  # names no other test uses
+        (tmp_path / name).write_bytes(b"not a video" * 100)
+        broken.append(str(tmp_path / name))
+    ds = data.pretrain_dataset(media["good"] + broken, batch_size=2, seed=3, config=SMALL, epochs=2, engine="graph",
+                               log_skips=False)
+    assert len(list(data.distribute(ds, service).as_numpy_iterator())) == len(media["good"] + broken)  # 2 epochs
+    deadline = time.monotonic() + 20  # the workers poll once a second
+    while True:
+        logs = [log.read_text() for log in WORKER_LOGS]
+        counts = [[log.count(f"cvrl_fast: skipping {name}: cannot open video") for log in logs] for name in broken]
+        if all(sum(c) >= 1 for c in counts) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert all(sum(c) >= 1 and max(c) == 1 for c in counts), (counts, logs)
 
 
 def test_generator_pipeline_on_tf_data_service_fails(media, service):

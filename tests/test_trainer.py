@@ -741,9 +741,10 @@ def test_train_with_graph_engine_resumes_exactly_fails(loader_engine_run, graph_
 
 
 @pytest.mark.parametrize("engine", ["loader", "graph"])
-def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine):
+def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engine, caplog, capfd):
     """Both engines' own failure reaches the loop as one InputError naming the step (the graph op's
-    DataLossError is unwrapped like the loader's RuntimeError)."""
+    DataLossError is unwrapped like the loader's RuntimeError), and both log each skipped file once
+    through the cvrl_fast logger, not from C++ on stderr."""
     broken = [tmp_path / "broken1.mp4", tmp_path / "broken2.mp4"]
     for p in broken:
         p.write_bytes(b"not a video" * 100)
@@ -753,6 +754,10 @@ def test_train_with_no_usable_video_stops_with_the_engine_message(tmp_path, engi
     with pytest.raises(trainer.InputError, match="training stopped at step 1: data.sources: " + message) as e:
         trainer.train(cfg, str(tmp_path / "run"))
     assert "[[" not in str(e.value) and "\n" not in str(e.value)  # TF's node annotations are not in it
+    logged = [r.getMessage() for r in caplog.records if r.name == "cvrl_fast"]
+    for p in broken:
+        assert sum(m.startswith(f"skipping {p}: ") for m in logged) == 1, logged
+    assert "skipping" not in capfd.readouterr().err
 
 
 def test_engine_and_service_config_fails(graph_sources, tmp_path):
